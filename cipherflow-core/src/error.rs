@@ -34,7 +34,9 @@ pub enum Error {
         limit: u64,
     },
     /// None of the envelope's recipients is the key we were given.
-    #[error("wrong key: the envelope has no recipient with key id {key_id} (recipients: {recipients})")]
+    #[error(
+        "wrong key: the envelope has no recipient with key id {key_id} (recipients: {recipients})"
+    )]
     WrongKey {
         /// The key we tried.
         key_id: KeyId,
@@ -114,7 +116,10 @@ impl fmt::Display for IntegrityError {
             IntegrityError::Header => write!(f, "envelope failed authentication in its header"),
             IntegrityError::Chunk(i) => write!(f, "envelope failed authentication at chunk {i}"),
             IntegrityError::Length => {
-                write!(f, "envelope failed authentication: truncated or extended body")
+                write!(
+                    f,
+                    "envelope failed authentication: truncated or extended body"
+                )
             }
         }
     }

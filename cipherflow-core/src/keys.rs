@@ -98,7 +98,8 @@ pub trait KeyUnwrapper: Send + Sync {
     /// The key id this unwrapper answers to.
     fn key_id(&self) -> KeyId;
     /// Unwraps a wrapped key. Failures are reported without detail.
-    fn unwrap(&self, algorithm: WrapAlgorithm, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error>;
+    fn unwrap(&self, algorithm: WrapAlgorithm, wrapped: &[u8])
+    -> Result<Zeroizing<Vec<u8>>, Error>;
 }
 
 /// A key file's contents, decoded from PEM or DER and normalised.
@@ -151,7 +152,9 @@ impl DecodedKey {
         if let Ok(key) = p256::SecretKey::from_pkcs8_der(der) {
             return Self::p256_private(&key);
         }
-        Err(KeyError::Malformed("PKCS#8 key is neither RSA nor P-256".into()))
+        Err(KeyError::Malformed(
+            "PKCS#8 key is neither RSA nor P-256".into(),
+        ))
     }
 
     fn from_pkcs1_private(der: &[u8]) -> Result<DecodedKey, KeyError> {
@@ -176,7 +179,9 @@ impl DecodedKey {
                 .map_err(|e| KeyError::Malformed(e.to_string()))?;
             return Ok(DecodedKey::P256Public(der.as_bytes().to_vec()));
         }
-        Err(KeyError::Malformed("public key is neither RSA nor P-256".into()))
+        Err(KeyError::Malformed(
+            "public key is neither RSA nor P-256".into(),
+        ))
     }
 
     fn from_pkcs1_public(der: &[u8]) -> Result<DecodedKey, KeyError> {
@@ -190,7 +195,9 @@ impl DecodedKey {
         let der = key
             .to_pkcs8_der()
             .map_err(|e| KeyError::Malformed(e.to_string()))?;
-        Ok(DecodedKey::RsaPrivate(Zeroizing::new(der.as_bytes().to_vec())))
+        Ok(DecodedKey::RsaPrivate(Zeroizing::new(
+            der.as_bytes().to_vec(),
+        )))
     }
 
     fn rsa_public(key: &rsa::PublicKey) -> Result<DecodedKey, KeyError> {
@@ -205,7 +212,9 @@ impl DecodedKey {
         let der = key
             .to_pkcs8_der()
             .map_err(|e| KeyError::Malformed(e.to_string()))?;
-        Ok(DecodedKey::P256Private(Zeroizing::new(der.as_bytes().to_vec())))
+        Ok(DecodedKey::P256Private(Zeroizing::new(
+            der.as_bytes().to_vec(),
+        )))
     }
 
     /// The public half's SPKI DER and, for RSA, the modulus length in bytes.
@@ -224,7 +233,10 @@ impl DecodedKey {
             }
             DecodedKey::P256Private(der) => {
                 let key = p256::SecretKey::from_pkcs8_der(der).map_err(|e| malformed(&e))?;
-                let spki = key.public_key().to_public_key_der().map_err(|e| malformed(&e))?;
+                let spki = key
+                    .public_key()
+                    .to_public_key_der()
+                    .map_err(|e| malformed(&e))?;
                 Ok((spki.as_bytes().to_vec(), 64))
             }
             DecodedKey::P256Public(spki) => Ok((spki.clone(), 64)),
@@ -362,7 +374,9 @@ impl RsaPrivateKey {
             DecodedKey::RsaPrivate(pkcs8) => {
                 let decoded = DecodedKey::RsaPrivate(pkcs8);
                 let (spki, _) = decoded.public_spki()?;
-                let DecodedKey::RsaPrivate(pkcs8) = decoded else { unreachable!() };
+                let DecodedKey::RsaPrivate(pkcs8) = decoded else {
+                    unreachable!()
+                };
                 Ok(RsaPrivateKey {
                     pkcs8,
                     public: RsaPublicKey::from_spki_unchecked(spki)?,
@@ -395,7 +409,12 @@ impl RsaPrivateKey {
 
 impl fmt::Debug for RsaPrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RsaPrivateKey({} bits, {})", self.public.bits(), self.public.id)
+        write!(
+            f,
+            "RsaPrivateKey({} bits, {})",
+            self.public.bits(),
+            self.public.id
+        )
     }
 }
 
@@ -404,7 +423,11 @@ impl KeyUnwrapper for RsaPrivateKey {
         self.public.id
     }
 
-    fn unwrap(&self, algorithm: WrapAlgorithm, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    fn unwrap(
+        &self,
+        algorithm: WrapAlgorithm,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         match algorithm {
             WrapAlgorithm::RsaOaepSha256 => self
                 .public

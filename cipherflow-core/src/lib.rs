@@ -31,6 +31,7 @@ mod error;
 mod keys;
 mod sign;
 
+pub use crypto::SignatureAlgorithm;
 pub use envelope::{Info, OpenReader, Opener, RandomAccess, SealWriter, Sealer, inspect, rewrap};
 pub use error::{Error, FormatError, IntegrityError, KeyError, SignatureError};
 pub use keys::{
@@ -38,4 +39,3 @@ pub use keys::{
     WrapAlgorithm,
 };
 pub use sign::{Signer, SigningKey, Verifier, VerifyingKey};
-pub use crypto::SignatureAlgorithm;

@@ -204,7 +204,11 @@ impl SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey({:?}, {})", self.public.algorithm, self.public.id)
+        write!(
+            f,
+            "SigningKey({:?}, {})",
+            self.public.algorithm, self.public.id
+        )
     }
 }
 
@@ -228,7 +232,9 @@ impl Signer for SigningKey {
             .sign(self.public.algorithm, &self.pkcs8, message)
             .map_err(|_| SignatureError::SigningFailed("local signing failed".into()))?;
         if signature.len() != self.public.signature_len {
-            return Err(SignatureError::SigningFailed("signature of unexpected length".into()).into());
+            return Err(
+                SignatureError::SigningFailed("signature of unexpected length".into()).into(),
+            );
         }
         Ok(signature)
     }

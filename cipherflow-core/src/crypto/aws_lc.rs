@@ -22,10 +22,19 @@ pub struct AwsLc;
 struct Key(LessSafeKey);
 
 impl Aes256GcmKey for Key {
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let tag = self
             .0
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), in_out)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                in_out,
+            )
             .expect("AES-GCM sealing cannot fail for inputs under 64 GiB");
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
@@ -101,9 +110,11 @@ impl Backend for AwsLc {
         let rng = SystemRandom::new();
         match algorithm {
             SignatureAlgorithm::EcdsaP256Sha256 => {
-                let key =
-                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8_der)
-                        .map_err(|_| CryptoError)?;
+                let key = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    pkcs8_der,
+                )
+                .map_err(|_| CryptoError)?;
                 let sig = key.sign(&rng, message).map_err(|_| CryptoError)?;
                 Ok(sig.as_ref().to_vec())
             }

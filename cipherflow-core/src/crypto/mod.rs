@@ -46,7 +46,12 @@ pub enum SignatureAlgorithm {
 /// An AES-256-GCM key with its schedule expanded once, used for every chunk of an envelope.
 pub trait Aes256GcmKey: Send + Sync {
     /// Encrypts `in_out` in place and returns the tag.
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN];
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> [u8; TAG_LEN];
     /// Verifies `tag` and decrypts `in_out` in place. On failure `in_out` holds no plaintext.
     fn open_in_place(
         &self,

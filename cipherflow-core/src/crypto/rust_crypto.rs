@@ -2,18 +2,21 @@
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
+// The OS RNG; `rsa`'s `getrandom` feature (which the crate needs anyway) turns on its
+// `rand_core` interface.
 use getrandom::SysRng;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature as EcdsaSignature, SigningKey as EcdsaSigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{Aes256GcmKey, Backend, CryptoError, NONCE_LEN, SignatureAlgorithm, TAG_LEN};
 
-/// RustCrypto: constant-time pure Rust, no C toolchain needed.
+/// RustCrypto: pure Rust, no C toolchain needed.
 pub static RUST_CRYPTO: RustCrypto = RustCrypto;
 
 /// See [`RUST_CRYPTO`].
@@ -23,7 +26,12 @@ pub struct RustCrypto;
 struct Key(Aes256Gcm);
 
 impl Aes256GcmKey for Key {
-    fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> [u8; TAG_LEN] {
+    fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         let tag = self
             .0
             .encrypt_inout_detached(&Nonce::from(*nonce), aad, in_out.into())
@@ -52,12 +60,25 @@ impl Aes256GcmKey for Key {
     }
 }
 
+/// aws-lc accepts RSA moduli of 2048 to 8192 bits for every operation; so does this backend.
+fn rsa_size_ok(key: &impl PublicKeyParts) -> Result<(), CryptoError> {
+    if (2048..=8192).contains(&key.n().bit_width()) {
+        Ok(())
+    } else {
+        Err(CryptoError)
+    }
+}
+
 fn rsa_private(pkcs8_der: &[u8]) -> Result<PrivateKey, CryptoError> {
-    PrivateKey::from_pkcs8_der(pkcs8_der).map_err(|_| CryptoError)
+    let key = PrivateKey::from_pkcs8_der(pkcs8_der).map_err(|_| CryptoError)?;
+    rsa_size_ok(&key)?;
+    Ok(key)
 }
 
 fn rsa_public(spki_der: &[u8]) -> Result<PublicKey, CryptoError> {
-    PublicKey::from_public_key_der(spki_der).map_err(|_| CryptoError)
+    let key = PublicKey::from_public_key_der(spki_der).map_err(|_| CryptoError)?;
+    rsa_size_ok(&key)?;
+    Ok(key)
 }
 
 impl Backend for RustCrypto {
@@ -121,15 +142,9 @@ impl Backend for RustCrypto {
                 let sig = EcdsaSignature::from_slice(signature).map_err(|_| CryptoError)?;
                 key.verify(message, &sig).map_err(|_| CryptoError)
             }
-            SignatureAlgorithm::RsaPssSha256 => {
-                let key = rsa_public(spki_der)?;
-                // aws-lc accepts only 2048..=8192-bit moduli for PSS; refuse the same.
-                if !(2048..=8192).contains(&key_bits(&key)) {
-                    return Err(CryptoError);
-                }
-                key.pss_verify::<Sha256>(message, signature)
-                    .map_err(|_| CryptoError)
-            }
+            SignatureAlgorithm::RsaPssSha256 => rsa_public(spki_der)?
+                .pss_verify::<Sha256>(message, signature)
+                .map_err(|_| CryptoError),
         }
     }
 
@@ -147,9 +162,4 @@ impl Backend for RustCrypto {
         let der = key.to_pkcs8_der().map_err(|_| CryptoError)?;
         Ok(der.to_bytes())
     }
-}
-
-fn key_bits(key: &PublicKey) -> usize {
-    use rsa::traits::PublicKeyParts;
-    key.n().bit_width() as usize
 }

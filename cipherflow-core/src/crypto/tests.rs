@@ -41,7 +41,13 @@ impl Counts {
 }
 
 /// Prints the counts (visible with `--nocapture`) and fails a silently empty loop.
-fn check_counts(set: &str, backend: &dyn Backend, counts: Counts, min_valid: usize, min_invalid: usize) {
+fn check_counts(
+    set: &str,
+    backend: &dyn Backend,
+    counts: Counts,
+    min_valid: usize,
+    min_invalid: usize,
+) {
     println!(
         "wycheproof {set} [{}]: run {} (valid {}, invalid {}, acceptable {}), skipped {}, lenient {}",
         backend.name(),
@@ -79,7 +85,9 @@ fn ignores_first_octet(backend: &dyn Backend, comment: &str) -> bool {
 }
 
 fn arr<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    bytes.try_into().expect("length checked by the group filter")
+    bytes
+        .try_into()
+        .expect("length checked by the group filter")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -126,7 +134,13 @@ fn wycheproof_aes_256_gcm() {
                 counts.record(t.result);
             }
         }
-        check_counts("aes_gcm (256-bit key, 96-bit nonce, 128-bit tag)", backend, counts, 35, 25);
+        check_counts(
+            "aes_gcm (256-bit key, 96-bit nonce, 128-bit tag)",
+            backend,
+            counts,
+            35,
+            25,
+        );
     }
 }
 
@@ -172,7 +186,10 @@ fn wycheproof_rsa_oaep_sha256() {
                             counts.lenient += 1;
                         }
                         TestResult::Invalid => {
-                            assert!(got.is_err(), "{set_name} tc {id}: invalid ciphertext accepted");
+                            assert!(
+                                got.is_err(),
+                                "{set_name} tc {id}: invalid ciphertext accepted"
+                            );
                         }
                         TestResult::Acceptable => {
                             if let Ok(pt) = &got {
@@ -204,10 +221,16 @@ fn wycheproof_ecdsa_p256_sha256_p1363() {
             assert_eq!(group.hash, HashFunction::Sha2_256);
             for t in &group.tests {
                 let id = t.tc_id;
-                let got =
-                    backend.verify(SignatureAlgorithm::EcdsaP256Sha256, &group.der, &t.msg, &t.sig);
+                let got = backend.verify(
+                    SignatureAlgorithm::EcdsaP256Sha256,
+                    &group.der,
+                    &t.msg,
+                    &t.sig,
+                );
                 match t.result {
-                    TestResult::Valid => assert_eq!(got, Ok(()), "tc {id} ({}): refused", t.comment),
+                    TestResult::Valid => {
+                        assert_eq!(got, Ok(()), "tc {id} ({}): refused", t.comment)
+                    }
                     TestResult::Invalid => {
                         assert_eq!(got, Err(CryptoError), "tc {id} ({}): accepted", t.comment);
                     }
@@ -246,8 +269,12 @@ fn wycheproof_rsa_pss_sha256_salt32() {
                 assert_eq!(group.salt_size, 32);
                 for t in &group.tests {
                     let id = t.tc_id;
-                    let got =
-                        backend.verify(SignatureAlgorithm::RsaPssSha256, &group.der, &t.msg, &t.sig);
+                    let got = backend.verify(
+                        SignatureAlgorithm::RsaPssSha256,
+                        &group.der,
+                        &t.msg,
+                        &t.sig,
+                    );
                     match t.result {
                         TestResult::Valid => {
                             assert_eq!(got, Ok(()), "{set_name} tc {id} ({}): refused", t.comment);
@@ -276,7 +303,9 @@ fn wycheproof_rsa_pss_sha256_salt32() {
 
 fn pairs() -> Vec<(&'static dyn Backend, &'static dyn Backend)> {
     let all = all_backends();
-    all.iter().flat_map(|&a| all.iter().map(move |&b| (a, b))).collect()
+    all.iter()
+        .flat_map(|&a| all.iter().map(move |&b| (a, b)))
+        .collect()
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -295,53 +324,78 @@ fn random_vec(len: usize) -> Vec<u8> {
 /// private-key parser (the rsa crate); cross-checked against aws-lc where it is built in.
 fn rsa_spki(pkcs8: &[u8]) -> Vec<u8> {
     let key = rsa::PrivateKey::from_pkcs8_der(pkcs8).expect("RSA PKCS#8 parses");
-    let spki = key.to_public_key().to_public_key_der().expect("SPKI encodes").into_vec();
+    let spki = key
+        .to_public_key()
+        .to_public_key_der()
+        .expect("SPKI encodes")
+        .into_vec();
     #[cfg(feature = "aws-lc")]
     {
         use aws_lc_rs::encoding::AsDer as _;
         let lc = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8).expect("aws-lc parses");
-        assert_eq!(lc.public_key().as_der().expect("aws-lc SPKI").as_ref(), &spki[..]);
+        assert_eq!(
+            lc.public_key().as_der().expect("aws-lc SPKI").as_ref(),
+            &spki[..]
+        );
     }
     spki
 }
 
 fn p256_spki(pkcs8: &[u8]) -> Vec<u8> {
     let key = p256::SecretKey::from_pkcs8_der(pkcs8).expect("P-256 PKCS#8 parses");
-    let spki = key.public_key().to_public_key_der().expect("SPKI encodes").into_vec();
+    let spki = key
+        .public_key()
+        .to_public_key_der()
+        .expect("SPKI encodes")
+        .into_vec();
     #[cfg(feature = "aws-lc")]
     {
         use aws_lc_rs::encoding::AsDer as _;
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
         let lc = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).expect("aws-lc");
-        assert_eq!(lc.public_key().as_der().expect("aws-lc SPKI").as_ref(), &spki[..]);
+        assert_eq!(
+            lc.public_key().as_der().expect("aws-lc SPKI").as_ref(),
+            &spki[..]
+        );
     }
     spki
 }
 
-/// Keys generated once per backend and shared by the cross tests: (backend, RSA-2048 PKCS#8,
-/// P-256 PKCS#8).
-fn generated_keys() -> &'static [(&'static str, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)] {
-    static KEYS: OnceLock<Vec<(&'static str, Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)>> =
-        OnceLock::new();
-    KEYS.get_or_init(|| {
+/// Keys one backend generated, shared by the cross tests.
+struct GeneratedKeys {
+    backend: &'static str,
+    rsa2048: Zeroizing<Vec<u8>>,
+    p256: Zeroizing<Vec<u8>>,
+}
+
+/// Generates the keys once per backend: returns (RSA-2048 PKCS#8, P-256 PKCS#8).
+fn keys_of(backend: &dyn Backend) -> (&'static [u8], &'static [u8]) {
+    static KEYS: OnceLock<Vec<GeneratedKeys>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
         all_backends()
             .into_iter()
             .map(|b| {
                 let started = std::time::Instant::now();
-                let rsa = b.generate_rsa(2048).expect("RSA-2048 generation");
-                println!("[{}] RSA-2048 keygen took {:?}", b.name(), started.elapsed());
-                (b.name(), rsa, b.generate_p256().expect("P-256 generation"))
+                let rsa2048 = b.generate_rsa(2048).expect("RSA-2048 generation");
+                println!(
+                    "[{}] RSA-2048 keygen took {:?}",
+                    b.name(),
+                    started.elapsed()
+                );
+                let p256 = b.generate_p256().expect("P-256 generation");
+                GeneratedKeys {
+                    backend: b.name(),
+                    rsa2048,
+                    p256,
+                }
             })
             .collect()
-    })
-}
-
-fn keys_of(backend: &dyn Backend) -> (&'static [u8], &'static [u8]) {
-    let (_, rsa, p256) = generated_keys()
+    });
+    let keys = keys
         .iter()
-        .find(|(name, _, _)| *name == backend.name())
+        .find(|k| k.backend == backend.name())
         .expect("keys for every backend");
-    (rsa, p256)
+    (&keys.rsa2048, &keys.p256)
 }
 
 #[test]
@@ -358,10 +412,17 @@ fn aes_gcm_cross_backend() {
             let tag_a = ka.seal_in_place(&nonce, &aad, &mut ct_a);
             let mut ct_b = pt.clone();
             let tag_b = kb.seal_in_place(&nonce, &aad, &mut ct_b);
-            assert_eq!((&ct_a, tag_a), (&ct_b, tag_b), "{} vs {}: len {len}", a.name(), b.name());
+            assert_eq!(
+                (&ct_a, tag_a),
+                (&ct_b, tag_b),
+                "{} vs {}: len {len}",
+                a.name(),
+                b.name()
+            );
 
             let mut buf = ct_a.clone();
-            kb.open_in_place(&nonce, &aad, &mut buf, &tag_a).expect("opens");
+            kb.open_in_place(&nonce, &aad, &mut buf, &tag_a)
+                .expect("opens");
             assert_eq!(buf, pt);
 
             // Tampering anywhere is refused, and the refusal releases no bytes.
@@ -398,14 +459,26 @@ fn rsa_oaep_cross_backend() {
             let pt = random_vec(len);
             let ct = a.rsa_oaep_encrypt(&spki, &pt).expect("encrypts");
             assert_eq!(ct.len(), 256);
-            assert_eq!(&b.rsa_oaep_decrypt(pkcs8, &ct).expect("decrypts")[..], &pt[..]);
+            assert_eq!(
+                &b.rsa_oaep_decrypt(pkcs8, &ct).expect("decrypts")[..],
+                &pt[..]
+            );
             let ct = b.rsa_oaep_encrypt(&spki, &pt).expect("encrypts");
-            assert_eq!(&a.rsa_oaep_decrypt(pkcs8, &ct).expect("decrypts")[..], &pt[..]);
+            assert_eq!(
+                &a.rsa_oaep_decrypt(pkcs8, &ct).expect("decrypts")[..],
+                &pt[..]
+            );
 
             let mut bad = ct.clone();
             bad[100] ^= 0x04;
-            assert_eq!(a.rsa_oaep_decrypt(pkcs8, &bad).map(|_| ()), Err(CryptoError));
-            assert_eq!(a.rsa_oaep_decrypt(pkcs8, &ct[1..]).map(|_| ()), Err(CryptoError));
+            assert_eq!(
+                a.rsa_oaep_decrypt(pkcs8, &bad).map(|_| ()),
+                Err(CryptoError)
+            );
+            assert_eq!(
+                a.rsa_oaep_decrypt(pkcs8, &ct[1..]).map(|_| ()),
+                Err(CryptoError)
+            );
         }
         // 2048-bit OAEP-SHA-256 carries at most 256 - 2*32 - 2 = 190 bytes.
         assert_eq!(a.rsa_oaep_encrypt(&spki, &[0u8; 191]), Err(CryptoError));
@@ -418,19 +491,37 @@ fn signatures_cross_backend() {
     for (a, b) in pairs() {
         let (rsa_key, p256_key) = keys_of(a);
         for (algorithm, pkcs8, spki, sig_len) in [
-            (SignatureAlgorithm::EcdsaP256Sha256, p256_key, p256_spki(p256_key), 64),
-            (SignatureAlgorithm::RsaPssSha256, rsa_key, rsa_spki(rsa_key), 256),
+            (
+                SignatureAlgorithm::EcdsaP256Sha256,
+                p256_key,
+                p256_spki(p256_key),
+                64,
+            ),
+            (
+                SignatureAlgorithm::RsaPssSha256,
+                rsa_key,
+                rsa_spki(rsa_key),
+                256,
+            ),
         ] {
             let what = format!("{algorithm:?} {} -> {}", a.name(), b.name());
             // Signed by `a` with its own key, verified by `b`; and signed by `b` with `a`'s key.
             for (signer, verifier) in [(a, b), (b, a)] {
                 let sig = signer.sign(algorithm, pkcs8, msg).expect("signs");
                 assert_eq!(sig.len(), sig_len, "{what}");
-                assert_eq!(verifier.verify(algorithm, &spki, msg, &sig), Ok(()), "{what}");
+                assert_eq!(
+                    verifier.verify(algorithm, &spki, msg, &sig),
+                    Ok(()),
+                    "{what}"
+                );
 
                 let mut bad = sig.clone();
                 bad[sig_len / 3] ^= 0x10;
-                assert_eq!(verifier.verify(algorithm, &spki, msg, &bad), Err(CryptoError), "{what}");
+                assert_eq!(
+                    verifier.verify(algorithm, &spki, msg, &bad),
+                    Err(CryptoError),
+                    "{what}"
+                );
                 assert_eq!(
                     verifier.verify(algorithm, &spki, b"another message", &sig),
                     Err(CryptoError),
@@ -444,13 +535,25 @@ fn signatures_cross_backend() {
             }
         }
         // A signature of one algorithm is no signature of the other.
-        let ecdsa_sig = a.sign(SignatureAlgorithm::EcdsaP256Sha256, p256_key, msg).expect("signs");
+        let ecdsa_sig = a
+            .sign(SignatureAlgorithm::EcdsaP256Sha256, p256_key, msg)
+            .expect("signs");
         assert_eq!(
-            b.verify(SignatureAlgorithm::RsaPssSha256, &rsa_spki(rsa_key), msg, &ecdsa_sig),
+            b.verify(
+                SignatureAlgorithm::RsaPssSha256,
+                &rsa_spki(rsa_key),
+                msg,
+                &ecdsa_sig
+            ),
             Err(CryptoError)
         );
         assert_eq!(
-            b.verify(SignatureAlgorithm::EcdsaP256Sha256, &rsa_spki(rsa_key), msg, &ecdsa_sig),
+            b.verify(
+                SignatureAlgorithm::EcdsaP256Sha256,
+                &rsa_spki(rsa_key),
+                msg,
+                &ecdsa_sig
+            ),
             Err(CryptoError)
         );
     }
@@ -463,20 +566,31 @@ fn generated_keys_share_one_encoding() {
     for backend in all_backends() {
         let (rsa_key, p256_key) = keys_of(backend);
         let rsa = rsa::PrivateKey::from_pkcs8_der(rsa_key).expect("parses");
-        assert_eq!(&rsa.e_bytes()[..], &[0x01, 0x00, 0x01], "{}", backend.name());
+        assert_eq!(
+            &rsa.e_bytes()[..],
+            &[0x01, 0x00, 0x01],
+            "{}",
+            backend.name()
+        );
         assert_eq!(rsa.n().bit_width(), 2048, "{}", backend.name());
-        assert_eq!(&rsa.to_pkcs8_der().expect("encodes").to_bytes()[..], &rsa_key[..]);
+        assert_eq!(
+            &rsa.to_pkcs8_der().expect("encodes").to_bytes()[..],
+            rsa_key
+        );
         let ec = p256::SecretKey::from_pkcs8_der(p256_key).expect("parses");
-        assert_eq!(&ec.to_pkcs8_der().expect("encodes").to_bytes()[..], &p256_key[..]);
+        assert_eq!(
+            &ec.to_pkcs8_der().expect("encodes").to_bytes()[..],
+            p256_key
+        );
         #[cfg(feature = "aws-lc")]
         {
             use aws_lc_rs::encoding::AsDer as _;
             use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
             let lc = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(rsa_key).expect("parses");
-            assert_eq!(lc.as_der().expect("encodes").as_ref(), &rsa_key[..]);
+            assert_eq!(lc.as_der().expect("encodes").as_ref(), rsa_key);
             let lc = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, p256_key)
                 .expect("parses");
-            assert_eq!(lc.to_pkcs8v1().expect("encodes").as_ref(), &p256_key[..]);
+            assert_eq!(lc.to_pkcs8v1().expect("encodes").as_ref(), p256_key);
         }
     }
 }
@@ -487,17 +601,30 @@ fn rsa_key_sizes() {
         for bits in [3072usize, 4096] {
             let started = std::time::Instant::now();
             let key = backend.generate_rsa(bits).expect("generates");
-            println!("[{}] RSA-{bits} keygen took {:?}", backend.name(), started.elapsed());
+            println!(
+                "[{}] RSA-{bits} keygen took {:?}",
+                backend.name(),
+                started.elapsed()
+            );
             let parsed = rsa::PrivateKey::from_pkcs8_der(&key).expect("parses");
             assert_eq!(parsed.n().bit_width() as usize, bits);
             let spki = rsa_spki(&key);
-            let sig = backend.sign(SignatureAlgorithm::RsaPssSha256, &key, b"m").expect("signs");
+            let sig = backend
+                .sign(SignatureAlgorithm::RsaPssSha256, &key, b"m")
+                .expect("signs");
             for verifier in all_backends() {
-                assert_eq!(verifier.verify(SignatureAlgorithm::RsaPssSha256, &spki, b"m", &sig), Ok(()));
+                assert_eq!(
+                    verifier.verify(SignatureAlgorithm::RsaPssSha256, &spki, b"m", &sig),
+                    Ok(())
+                );
             }
         }
         for bits in [0usize, 1024, 2047, 2049, 8192] {
-            assert_eq!(backend.generate_rsa(bits).map(|_| ()), Err(CryptoError), "{bits} bits");
+            assert_eq!(
+                backend.generate_rsa(bits).map(|_| ()),
+                Err(CryptoError),
+                "{bits} bits"
+            );
         }
     }
 }
@@ -507,16 +634,67 @@ fn malformed_keys_are_errors() {
     let garbage = [0x30u8, 0x03, 0x02, 0x01, 0x00];
     for backend in all_backends() {
         assert_eq!(backend.rsa_oaep_encrypt(&garbage, b"x"), Err(CryptoError));
-        assert_eq!(backend.rsa_oaep_decrypt(&garbage, &[0; 256]).map(|_| ()), Err(CryptoError));
-        for algorithm in [SignatureAlgorithm::EcdsaP256Sha256, SignatureAlgorithm::RsaPssSha256] {
+        assert_eq!(
+            backend.rsa_oaep_decrypt(&garbage, &[0; 256]).map(|_| ()),
+            Err(CryptoError)
+        );
+        for algorithm in [
+            SignatureAlgorithm::EcdsaP256Sha256,
+            SignatureAlgorithm::RsaPssSha256,
+        ] {
             assert_eq!(backend.sign(algorithm, &garbage, b"m"), Err(CryptoError));
-            assert_eq!(backend.verify(algorithm, &garbage, b"m", &[0; 64]), Err(CryptoError));
+            assert_eq!(
+                backend.verify(algorithm, &garbage, b"m", &[0; 64]),
+                Err(CryptoError)
+            );
         }
+        // RSA keys outside 2048..=8192 bits are refused by every backend (aws-lc's range).
+        let small = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).expect("RSA-1024");
+        let small_pkcs8 = small.to_pkcs8_der().expect("encodes").to_bytes();
+        let small_spki = small.to_public_key().to_public_key_der().expect("encodes");
+        let small_spki = small_spki.as_bytes();
+        assert_eq!(backend.rsa_oaep_encrypt(small_spki, b"x"), Err(CryptoError));
+        let small_ct = small
+            .to_public_key()
+            .oaep_encrypt::<sha2::Sha256>(b"x")
+            .expect("RSA");
+        assert_eq!(
+            backend
+                .rsa_oaep_decrypt(&small_pkcs8, &small_ct)
+                .map(|_| ()),
+            Err(CryptoError)
+        );
+        assert_eq!(
+            backend.sign(SignatureAlgorithm::RsaPssSha256, &small_pkcs8, b"m"),
+            Err(CryptoError)
+        );
+        let small_sig = small.pss_sign::<sha2::Sha256>(b"m").expect("signs");
+        assert_eq!(
+            backend.verify(
+                SignatureAlgorithm::RsaPssSha256,
+                small_spki,
+                b"m",
+                &small_sig
+            ),
+            Err(CryptoError)
+        );
         // A key of the wrong kind is refused too.
         let (rsa_key, p256_key) = keys_of(backend);
-        assert_eq!(backend.sign(SignatureAlgorithm::EcdsaP256Sha256, rsa_key, b"m"), Err(CryptoError));
-        assert_eq!(backend.sign(SignatureAlgorithm::RsaPssSha256, p256_key, b"m"), Err(CryptoError));
-        assert_eq!(backend.rsa_oaep_decrypt(p256_key, &[0; 256]).map(|_| ()), Err(CryptoError));
-        assert_eq!(backend.rsa_oaep_encrypt(&p256_spki(p256_key), b"x"), Err(CryptoError));
+        assert_eq!(
+            backend.sign(SignatureAlgorithm::EcdsaP256Sha256, rsa_key, b"m"),
+            Err(CryptoError)
+        );
+        assert_eq!(
+            backend.sign(SignatureAlgorithm::RsaPssSha256, p256_key, b"m"),
+            Err(CryptoError)
+        );
+        assert_eq!(
+            backend.rsa_oaep_decrypt(p256_key, &[0; 256]).map(|_| ()),
+            Err(CryptoError)
+        );
+        assert_eq!(
+            backend.rsa_oaep_encrypt(&p256_spki(p256_key), b"x"),
+            Err(CryptoError)
+        );
     }
 }

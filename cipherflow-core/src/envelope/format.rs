@@ -95,13 +95,16 @@ pub struct Header {
 
 impl Header {
     /// Total header length in bytes.
-    pub fn len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         self.mac_input.len() + MAC_LEN
     }
 
     /// Signature length at the end of the envelope (0 if unsigned).
     pub fn signature_len(&self) -> usize {
-        self.preamble.signer.as_ref().map_or(0, |s| s.signature_len as usize)
+        self.preamble
+            .signer
+            .as_ref()
+            .map_or(0, |s| s.signature_len as usize)
     }
 
     /// Reads a header from the start of `input`, consuming exactly its bytes.
@@ -113,7 +116,11 @@ impl Header {
 fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Error> {
     let limit = |what, value: usize, limit: usize| {
         if value > limit {
-            Err(Error::Limit { what, value: value as u64, limit: limit as u64 })
+            Err(Error::Limit {
+                what,
+                value: value as u64,
+                limit: limit as u64,
+            })
         } else {
             Ok(())
         }
@@ -211,7 +218,11 @@ mod read {
         }
 
         fn fail(&self, at: u64, reason: impl Into<String>) -> Error {
-            FormatError { offset: at, reason: reason.into() }.into()
+            FormatError {
+                offset: at,
+                reason: reason.into(),
+            }
+            .into()
         }
 
         fn take(&mut self, n: usize, what: &str) -> Result<&[u8], Error> {
@@ -262,28 +273,43 @@ mod read {
             let at = self.offset();
             let bytes = self.take(n, what)?.to_vec();
             String::from_utf8(bytes).map_err(|e| {
-                self.fail(at + e.utf8_error().valid_up_to() as u64, format!("{what} is not UTF-8"))
+                self.fail(
+                    at + e.utf8_error().valid_up_to() as u64,
+                    format!("{what} is not UTF-8"),
+                )
             })
         }
     }
 
     pub(super) fn header<R: Read>(input: R) -> Result<Header, Error> {
-        let mut f = Fields { input, bytes: Vec::with_capacity(1024) };
+        let mut f = Fields {
+            input,
+            bytes: Vec::with_capacity(1024),
+        };
         if f.take(8, "magic")? != MAGIC {
             return Err(f.fail(0, "not a CipherFlow envelope (bad magic)"));
         }
         let version = f.u16("format version")?;
         if version != VERSION_V1 {
-            return Err(Error::Unsupported { what: "format version", value: version.into() });
+            return Err(Error::Unsupported {
+                what: "format version",
+                value: version.into(),
+            });
         }
         let suite = f.u16("suite id")?;
         if suite != SUITE_V1 {
-            return Err(Error::Unsupported { what: "algorithm suite", value: suite.into() });
+            return Err(Error::Unsupported {
+                what: "algorithm suite",
+                value: suite.into(),
+            });
         }
         let at = f.offset();
         let chunk_size = f.u32("chunk size")?;
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&(chunk_size as usize)) {
-            return Err(f.fail(at, format!("chunk size {chunk_size} is outside 1024..=16777216")));
+            return Err(f.fail(
+                at,
+                format!("chunk size {chunk_size} is outside 1024..=16777216"),
+            ));
         }
         let file_id = f.array32("file id")?;
         let commitment = f.array32("commitment")?;
@@ -305,16 +331,26 @@ mod read {
                     }
                 };
                 if !ok {
-                    return Err(f.fail(at, format!("signature length {signature_len} is invalid for {algorithm:?}")));
+                    return Err(f.fail(
+                        at,
+                        format!("signature length {signature_len} is invalid for {algorithm:?}"),
+                    ));
                 }
-                Some(SignerInfo { algorithm, key_id, signature_len })
+                Some(SignerInfo {
+                    algorithm,
+                    key_id,
+                    signature_len,
+                })
             }
         };
         let _ = at;
         let at = f.offset();
         let entries = f.u16("metadata count")? as usize;
         if entries > MAX_METADATA_ENTRIES {
-            return Err(f.fail(at, format!("{entries} metadata entries, over the limit of {MAX_METADATA_ENTRIES}")));
+            return Err(f.fail(
+                at,
+                format!("{entries} metadata entries, over the limit of {MAX_METADATA_ENTRIES}"),
+            ));
         }
         let metadata_start = f.offset();
         let mut metadata = BTreeMap::new();
@@ -326,8 +362,14 @@ mod read {
                 return Err(f.fail(at, format!("metadata key length {klen} is outside 1..=255")));
             }
             let key = f.utf8(klen, "metadata key")?;
-            if last_key.as_ref().is_some_and(|last| last.as_bytes() >= key.as_bytes()) {
-                return Err(f.fail(at + 2, format!("metadata key {key:?} is out of order or repeated")));
+            if last_key
+                .as_ref()
+                .is_some_and(|last| last.as_bytes() >= key.as_bytes())
+            {
+                return Err(f.fail(
+                    at + 2,
+                    format!("metadata key {key:?} is out of order or repeated"),
+                ));
             }
             let at = f.offset();
             let vlen = f.u32("metadata value length")? as usize;
@@ -352,8 +394,10 @@ mod read {
         for _ in 0..count {
             let at = f.offset();
             let code = f.u8("wrap algorithm")?;
-            let algorithm = WrapAlgorithm::from_code(code)
-                .ok_or(Error::Unsupported { what: "wrap algorithm", value: code.into() })?;
+            let algorithm = WrapAlgorithm::from_code(code).ok_or(Error::Unsupported {
+                what: "wrap algorithm",
+                value: code.into(),
+            })?;
             let key_id = KeyId(f.array32("recipient key id")?);
             if stanzas.iter().any(|s| s.key_id == key_id) {
                 return Err(f.fail(at + 1, format!("recipient {key_id} appears twice")));
@@ -361,16 +405,29 @@ mod read {
             let at = f.offset();
             let wlen = f.u16("wrapped key length")? as usize;
             if !WRAPPED_KEY_LEN.contains(&wlen) {
-                return Err(f.fail(at, format!("wrapped key length {wlen} is outside 256..=512")));
+                return Err(f.fail(
+                    at,
+                    format!("wrapped key length {wlen} is outside 256..=512"),
+                ));
             }
             let wrapped = f.take(wlen, "wrapped key")?.to_vec();
-            stanzas.push(Stanza { algorithm, key_id, wrapped });
+            stanzas.push(Stanza {
+                algorithm,
+                key_id,
+                wrapped,
+            });
         }
         let mac_input = f.bytes.clone();
         let mac = f.array32("header MAC")?;
         let preamble_bytes = mac_input[..preamble_len].to_vec();
         Ok(Header {
-            preamble: Preamble { chunk_size, file_id, commitment, signer, metadata },
+            preamble: Preamble {
+                chunk_size,
+                file_id,
+                commitment,
+                signer,
+                metadata,
+            },
             stanzas,
             mac,
             preamble_bytes,

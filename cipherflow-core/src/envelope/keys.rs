@@ -29,6 +29,11 @@ impl DataKey {
     }
 
     /// What goes inside every recipient's wrapped key.
+    #[cfg(test)]
+    pub(crate) fn from_bytes(key: [u8; 32]) -> Self {
+        DataKey(Zeroizing::new(key))
+    }
+
     pub(crate) fn wrap_plaintext(&self, file_id: &[u8; 32]) -> Zeroizing<Vec<u8>> {
         let mut pt = Zeroizing::new(Vec::with_capacity(WRAP_PLAINTEXT_LEN));
         pt.extend_from_slice(&SUITE_V1.to_be_bytes());
@@ -38,7 +43,10 @@ impl DataKey {
     }
 
     /// Parses an unwrapped key, refusing one made for another file or suite.
-    pub(crate) fn from_wrap_plaintext(pt: &[u8], file_id: &[u8; 32]) -> Result<Self, IntegrityError> {
+    pub(crate) fn from_wrap_plaintext(
+        pt: &[u8],
+        file_id: &[u8; 32],
+    ) -> Result<Self, IntegrityError> {
         if pt.len() != WRAP_PLAINTEXT_LEN {
             return Err(IntegrityError::Header);
         }
@@ -56,7 +64,8 @@ impl DataKey {
         let hk = Hkdf::<Sha256>::new(Some(file_id), self.0.as_ref());
         let expand = |label: &[u8]| {
             let mut out = Zeroizing::new([0u8; 32]);
-            hk.expand(label, out.as_mut()).expect("32 bytes is a valid HKDF-SHA-256 length");
+            hk.expand(label, out.as_mut())
+                .expect("32 bytes is a valid HKDF-SHA-256 length");
             out
         };
         FileKeys {

@@ -12,6 +12,8 @@
 mod format;
 mod keys;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -77,13 +79,23 @@ impl<'a> Sealer<'a> {
     }
 
     /// Writes the header to `output` and returns a writer for the plaintext.
-    pub fn seal_writer<W: Write>(&self, mut output: W) -> Result<SealWriter<'a, W>, Error> {
+    pub fn seal_writer<W: Write>(&self, output: W) -> Result<SealWriter<'a, W>, Error> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(Error::Misuse("chunk size must be between 1 KiB and 16 MiB"));
         }
         let data_key = DataKey::generate().map_err(|_| Error::Misuse("the OS RNG failed"))?;
         let mut file_id = [0u8; 32];
         fill_random(&mut file_id).map_err(|_| Error::Misuse("the OS RNG failed"))?;
+        self.seal_writer_with(output, data_key, file_id)
+    }
+
+    /// [`Sealer::seal_writer`] with the random values given: for test vectors only.
+    pub(crate) fn seal_writer_with<W: Write>(
+        &self,
+        mut output: W,
+        data_key: DataKey,
+        file_id: [u8; 32],
+    ) -> Result<SealWriter<'a, W>, Error> {
         let file_keys = data_key.derive(&file_id);
         let signer = match self.signer {
             None => None,
@@ -104,7 +116,12 @@ impl<'a> Sealer<'a> {
         let stanzas = wrap_for(&self.recipients, &data_key, &file_id)?;
         write_header(&mut output, &preamble, &stanzas, &file_keys)?;
         let key = self.backend.aes256gcm(&file_keys.payload);
-        Ok(SealWriter::new(output, key, self.chunk_size, self.signer.map(|s| (s, &preamble[..]))))
+        Ok(SealWriter::new(
+            output,
+            key,
+            self.chunk_size,
+            self.signer.map(|s| (s, &preamble[..])),
+        ))
     }
 
     /// Seals `plaintext` into a new envelope.
@@ -137,7 +154,11 @@ fn wrap_for(
                 ))
                 .into());
             }
-            Ok(Stanza { algorithm: r.algorithm(), key_id: r.key_id(), wrapped })
+            Ok(Stanza {
+                algorithm: r.algorithm(),
+                key_id: r.key_id(),
+                wrapped,
+            })
         })
         .collect()
 }
@@ -173,7 +194,11 @@ pub struct Opener<'a> {
 impl<'a> Opener<'a> {
     /// An opener for the holder of `key`.
     pub fn new(key: &'a dyn KeyUnwrapper) -> Self {
-        Opener { key, verifier: None, backend: default_backend() }
+        Opener {
+            key,
+            verifier: None,
+            backend: default_backend(),
+        }
     }
 
     /// Refuses envelopes not signed by this producer key.
@@ -193,14 +218,25 @@ impl<'a> Opener<'a> {
     fn authenticate<R: Read>(&self, input: R) -> Result<(Header, DataKey, FileKeys), Error> {
         let header = Header::read(input)?;
         if let Some(v) = self.verifier {
-            let signer = header.preamble.signer.as_ref().ok_or(SignatureError::Missing)?;
+            let signer = header
+                .preamble
+                .signer
+                .as_ref()
+                .ok_or(SignatureError::Missing)?;
             if signer.key_id != v.key_id() || signer.algorithm != v.algorithm() {
-                return Err(SignatureError::UnknownSigner { expected: v.key_id(), found: signer.key_id }.into());
+                return Err(SignatureError::UnknownSigner {
+                    expected: v.key_id(),
+                    found: signer.key_id,
+                }
+                .into());
             }
         }
         let my_id = self.key.key_id();
-        let stanza = header.stanzas.iter().find(|s| s.key_id == my_id).ok_or_else(|| {
-            Error::WrongKey {
+        let stanza = header
+            .stanzas
+            .iter()
+            .find(|s| s.key_id == my_id)
+            .ok_or_else(|| Error::WrongKey {
                 key_id: my_id,
                 recipients: header
                     .stanzas
@@ -208,16 +244,15 @@ impl<'a> Opener<'a> {
                     .map(|s| s.key_id.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-            }
-        })?;
-        let unwrapped = self
-            .key
-            .unwrap(stanza.algorithm, &stanza.wrapped)
-            .map_err(|e| match e {
-                // A remote key's access errors are worth reporting; a local failure is opaque.
-                Error::Key(k) => Error::Key(k),
-                _ => IntegrityError::Header.into(),
             })?;
+        let unwrapped =
+            self.key
+                .unwrap(stanza.algorithm, &stanza.wrapped)
+                .map_err(|e| match e {
+                    // A remote key's access errors are worth reporting; a local failure is opaque.
+                    Error::Key(k) => Error::Key(k),
+                    _ => IntegrityError::Header.into(),
+                })?;
         let data_key = DataKey::from_wrap_plaintext(&unwrapped, &header.preamble.file_id)?;
         let keys = data_key.derive(&header.preamble.file_id);
         keys.authenticate_header(&header.preamble.commitment, &header.mac_input, &header.mac)?;
@@ -254,7 +289,9 @@ impl<'a> Opener<'a> {
             _ => Path::new("."),
         };
         let mut reader = self.open_reader(input)?;
-        let tmp = tempfile::Builder::new().prefix(".cipherflow-open-").tempfile_in(dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".cipherflow-open-")
+            .tempfile_in(dir)?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp);
         let n = io::copy(&mut reader, &mut out).map_err(Error::from_io)?;
         let tmp = out.into_inner().map_err(|e| Error::Io(e.into_error()))?;
@@ -269,7 +306,7 @@ impl<'a> Opener<'a> {
         let start = input.stream_position()?;
         let (header, _, keys) = self.authenticate(&mut input)?;
         let key = self.backend.aes256gcm(&keys.payload);
-        RandomAccess::new(input, key, &header, start + header.len() as u64)
+        RandomAccess::new(input, key, &header, start + header.encoded_len() as u64)
     }
 }
 
@@ -311,13 +348,17 @@ pub fn inspect<R: Read>(mut input: R) -> Result<Info, Error> {
         version: VERSION_V1,
         suite: SUITE_V1,
         chunk_size: header.preamble.chunk_size,
-        header_len: header.len() as u64,
+        header_len: header.encoded_len() as u64,
         recipients: header.stanzas.iter().map(|s| s.key_id).collect(),
-        signer: header.preamble.signer.as_ref().map(|s| (s.algorithm, s.key_id)),
+        signer: header
+            .preamble
+            .signer
+            .as_ref()
+            .map(|s| (s.algorithm, s.key_id)),
         metadata: header.preamble.metadata.clone(),
         chunk_count,
         plaintext_len: body_len - chunk_count * TAG_LEN as u64,
-        envelope_len: header.len() as u64 + rest,
+        envelope_len: header.encoded_len() as u64 + rest,
     })
 }
 
@@ -335,19 +376,32 @@ pub fn rewrap<R: Read, W: Write>(
 
     for id in remove {
         if !header.stanzas.iter().any(|s| s.key_id == *id) {
-            return Err(KeyError::Unsupported(format!("key {id} is not a recipient, cannot remove it")).into());
+            return Err(KeyError::Unsupported(format!(
+                "key {id} is not a recipient, cannot remove it"
+            ))
+            .into());
         }
     }
-    let mut stanzas: Vec<Stanza> =
-        header.stanzas.iter().filter(|s| !remove.contains(&s.key_id)).cloned().collect();
+    let mut stanzas: Vec<Stanza> = header
+        .stanzas
+        .iter()
+        .filter(|s| !remove.contains(&s.key_id))
+        .cloned()
+        .collect();
     for r in add {
         if stanzas.iter().any(|s| s.key_id == r.key_id()) {
-            return Err(KeyError::Unsupported(format!("key {} is already a recipient", r.key_id())).into());
+            return Err(KeyError::Unsupported(format!(
+                "key {} is already a recipient",
+                r.key_id()
+            ))
+            .into());
         }
     }
     stanzas.extend(wrap_for(add, &data_key, &header.preamble.file_id)?);
     if stanzas.is_empty() {
-        return Err(Error::Misuse("rewrap would leave the envelope with no recipient"));
+        return Err(Error::Misuse(
+            "rewrap would leave the envelope with no recipient",
+        ));
     }
     write_header(&mut output, &header.preamble_bytes, &stanzas, &keys)?;
     io::copy(&mut input, &mut output)?;

@@ -86,13 +86,27 @@ fn seal_batch(
     let seal_one = |(j, chunk): (usize, &mut [u8])| {
         let last = ends_envelope && j + 1 == n;
         let tag = key.seal_in_place(&nonce(first + j as u64, last), &[], chunk);
-        let digest = if want_digests { digest_sealed(chunk, &tag) } else { [0; 32] };
+        let digest = if want_digests {
+            digest_sealed(chunk, &tag)
+        } else {
+            [0; 32]
+        };
         (tag, digest)
     };
     if plaintext.is_empty() {
         return vec![seal_one((0, plaintext))];
     }
-    plaintext.par_chunks_mut(chunk_size).enumerate().map(seal_one).collect()
+    plaintext
+        .par_chunks_mut(chunk_size)
+        .enumerate()
+        .map(seal_one)
+        .collect()
+}
+
+/// What [`open_batch`] found: where each chunk's plaintext now is, and the chunks' digests.
+struct OpenedBatch {
+    plaintext: Vec<Range<usize>>,
+    digests: Vec<[u8; 32]>,
 }
 
 /// Opens sealed chunks (`ciphertext || tag` each) in place, in parallel. Returns the
@@ -105,7 +119,7 @@ fn open_batch(
     first: u64,
     ends_envelope: bool,
     want_digests: bool,
-) -> Result<(Vec<Range<usize>>, Vec<[u8; 32]>), IntegrityError> {
+) -> Result<OpenedBatch, IntegrityError> {
     let stride = chunk_size + TAG_LEN;
     let n = sealed.len().div_ceil(stride).max(1);
     let results: Vec<Result<[u8; 32], u64>> = sealed
@@ -116,7 +130,11 @@ fn open_batch(
             let last = ends_envelope && j + 1 == n;
             let (ciphertext, tag) = piece.split_at_mut(piece.len() - TAG_LEN);
             let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN");
-            let digest = if want_digests { digest_sealed(ciphertext, &tag) } else { [0; 32] };
+            let digest = if want_digests {
+                digest_sealed(ciphertext, &tag)
+            } else {
+                [0; 32]
+            };
             key.open_in_place(&nonce(index, last), &[], ciphertext, &tag)
                 .map(|()| digest)
                 .map_err(|_| index)
@@ -133,14 +151,14 @@ fn open_batch(
             }
         }
     }
-    let ranges = (0..n)
+    let plaintext = (0..n)
         .map(|j| {
             let start = j * stride;
             let end = ((j + 1) * stride).min(sealed.len()) - TAG_LEN;
             start..end
         })
         .collect();
-    Ok((ranges, digests))
+    Ok(OpenedBatch { plaintext, digests })
 }
 
 /// Number of chunks of a body of `body_len` bytes, refusing impossible lengths (FORMAT.md 1.4).
@@ -224,13 +242,17 @@ impl<'a, W: Write> SealWriter<'a, W> {
     /// Mandatory: an envelope whose writer was dropped unfinished is refused by every reader.
     pub fn finish(mut self) -> Result<W, Error> {
         if self.failed {
-            return Err(Error::Misuse("the sealer failed earlier; its output is incomplete"));
+            return Err(Error::Misuse(
+                "the sealer failed earlier; its output is incomplete",
+            ));
         }
         self.seal_and_write(true)?;
         if let Some((signer, chain)) = self.signer.take() {
             let signature = signer.sign(&chain.message())?;
             if signature.len() != signer.signature_len() {
-                return Err(SignatureError::SigningFailed("signature of unexpected length".into()).into());
+                return Err(
+                    SignatureError::SigningFailed("signature of unexpected length".into()).into(),
+                );
             }
             self.output.write_all(&signature)?;
         }
@@ -311,24 +333,14 @@ impl<'a, R: Read> OpenReader<'a, R> {
     }
 
     /// Reads until `buf` holds `target` bytes or the input ends; returns whether it ended.
+    /// The buffer grows with what arrives, so a small envelope costs a small buffer.
     fn fill(&mut self, target: usize) -> Result<bool, Error> {
-        let mut len = self.buf.len();
-        self.buf.resize(target, 0);
-        while len < target {
-            match self.input.read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    return Ok(true);
-                }
-                Ok(k) => len += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(Error::from_io(e));
-                }
-            }
-        }
-        Ok(false)
+        let want = target.saturating_sub(self.buf.len());
+        self.buf.reserve(want.min(BATCH_BYTES));
+        let got = (&mut self.input)
+            .take(want as u64)
+            .read_to_end(&mut self.buf)?;
+        Ok(got < want)
     }
 
     fn next_batch(&mut self) -> Result<(), Error> {
@@ -356,7 +368,10 @@ impl<'a, R: Read> OpenReader<'a, R> {
         } else {
             (full, false)
         };
-        let (ranges, digests) = open_batch(
+        let OpenedBatch {
+            plaintext: ranges,
+            digests,
+        } = open_batch(
             self.key.as_ref(),
             &mut self.buf[..body_len],
             self.chunk_size,
@@ -440,7 +455,14 @@ impl<R: Read + Seek> RandomAccess<R> {
             .checked_sub(body_start + header.signature_len() as u64)
             .ok_or(IntegrityError::Length)?;
         let chunk_count = chunk_count(body_len, chunk_size)?;
-        Ok(RandomAccess { input, key, chunk_size, body_start, body_len, chunk_count })
+        Ok(RandomAccess {
+            input,
+            key,
+            chunk_size,
+            body_start,
+            body_len,
+            chunk_count,
+        })
     }
 
     /// Number of chunks.
