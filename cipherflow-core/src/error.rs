@@ -54,13 +54,18 @@ pub enum Error {
     Key(#[from] KeyError),
     /// The caller asked for something the API does not allow.
     #[error("misuse: {0}")]
-    Misuse(&'static str),
+    Misuse(std::borrow::Cow<'static, str>),
     /// Reading or writing failed.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
 }
 
 impl Error {
+    /// An API misuse, with a fixed or a built message.
+    pub fn misuse(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+        Error::Misuse(message.into())
+    }
+
     /// Recovers a library error that travelled through `std::io::Read`/`Write` as an
     /// `io::Error`; any other I/O error stays `Error::Io`.
     pub fn from_io(err: io::Error) -> Error {

@@ -305,6 +305,11 @@ impl RsaPublicKey {
         &self.spki
     }
 
+    /// This key's id.
+    pub fn key_id(&self) -> KeyId {
+        self.id
+    }
+
     /// PEM (`PUBLIC KEY`, SPKI).
     pub fn to_pem(&self) -> String {
         pem("PUBLIC KEY", &self.spki).to_string()
@@ -394,6 +399,11 @@ impl RsaPrivateKey {
     pub fn with_backend(mut self, backend: &'static dyn Backend) -> Self {
         self.public = self.public.with_backend(backend);
         self
+    }
+
+    /// This key's id (that of its public half).
+    pub fn key_id(&self) -> KeyId {
+        self.public.id
     }
 
     /// The public half.

@@ -32,7 +32,9 @@ mod keys;
 mod sign;
 
 pub use crypto::SignatureAlgorithm;
-pub use envelope::{Info, OpenReader, Opener, RandomAccess, SealWriter, Sealer, inspect, rewrap};
+pub use envelope::{
+    Info, OpenReader, Opener, RandomAccess, SealWriter, Sealer, inspect, inspect_file, rewrap,
+};
 pub use error::{Error, FormatError, IntegrityError, KeyError, SignatureError};
 pub use keys::{
     KeyId, KeyUnwrapper, KeyWrapper, MAX_RSA_BITS, MIN_RSA_BITS, RsaPrivateKey, RsaPublicKey,

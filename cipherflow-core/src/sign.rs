@@ -29,6 +29,14 @@ impl SignatureAlgorithm {
         }
     }
 
+    /// A stable lowercase name (`ecdsa-p256-sha256`, `rsa-pss-sha256`) for JSON and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            SignatureAlgorithm::RsaPssSha256 => "rsa-pss-sha256",
+        }
+    }
+
     /// The name AWS KMS gives this algorithm.
     pub fn kms_name(self) -> &'static str {
         match self {
@@ -110,6 +118,11 @@ impl VerifyingKey {
         pem("PUBLIC KEY", &self.spki).to_string()
     }
 
+    /// This key's id.
+    pub fn key_id(&self) -> KeyId {
+        self.id
+    }
+
     /// Length of this key's signatures.
     pub fn signature_len(&self) -> usize {
         self.signature_len
@@ -189,6 +202,11 @@ impl SigningKey {
     pub fn with_backend(mut self, backend: &'static dyn Backend) -> Self {
         self.public.backend = backend;
         self
+    }
+
+    /// This key's id (that of its public half).
+    pub fn key_id(&self) -> KeyId {
+        self.public.id
     }
 
     /// The public half.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cipherflow_core::crypto::{self, Aes256GcmKey, Backend, CryptoError, SignatureAlgorithm};
 use cipherflow_core::{
     Error, IntegrityError, KeyError, KeyId, KeyWrapper, Opener, RsaPrivateKey, RsaPublicKey,
-    Sealer, SignatureError, Signer, SigningKey, Verifier, VerifyingKey, inspect, rewrap,
+    Sealer, SignatureError, SigningKey, VerifyingKey, inspect, rewrap,
 };
 use proptest::prelude::*;
 use zeroize::Zeroizing;

@@ -129,7 +129,7 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Error> {
     let mut total = 0;
     for (k, v) in metadata {
         if k.is_empty() {
-            return Err(Error::Misuse("metadata keys must not be empty"));
+            return Err(Error::misuse("metadata keys must not be empty"));
         }
         limit("metadata key length", k.len(), MAX_METADATA_KEY_LEN)?;
         limit("metadata value length", v.len(), MAX_METADATA_VALUE_LEN)?;
@@ -145,7 +145,7 @@ pub(crate) mod write {
     pub(crate) fn preamble(p: &Preamble) -> Result<Vec<u8>, Error> {
         let chunk_size = p.chunk_size as usize;
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-            return Err(Error::Misuse("chunk size must be between 1 KiB and 16 MiB"));
+            return Err(Error::misuse("chunk size must be between 1 KiB and 16 MiB"));
         }
         check_metadata(&p.metadata)?;
         let mut out = Vec::with_capacity(128);
@@ -176,7 +176,7 @@ pub(crate) mod write {
     /// Encodes the recipient section.
     pub(crate) fn recipients(stanzas: &[Stanza]) -> Result<Vec<u8>, Error> {
         if stanzas.is_empty() {
-            return Err(Error::Misuse("an envelope needs at least one recipient"));
+            return Err(Error::misuse("an envelope needs at least one recipient"));
         }
         if stanzas.len() > MAX_RECIPIENTS {
             return Err(Error::Limit {
@@ -189,10 +189,10 @@ pub(crate) mod write {
         out.extend_from_slice(&(stanzas.len() as u16).to_be_bytes());
         for (i, s) in stanzas.iter().enumerate() {
             if stanzas[..i].iter().any(|t| t.key_id == s.key_id) {
-                return Err(Error::Misuse("the same recipient key was given twice"));
+                return Err(Error::misuse("the same recipient key was given twice"));
             }
             if !WRAPPED_KEY_LEN.contains(&s.wrapped.len()) {
-                return Err(Error::Misuse("wrapped key length must be 256 to 512 bytes"));
+                return Err(Error::misuse("wrapped key length must be 256 to 512 bytes"));
             }
             out.push(s.algorithm.code());
             out.extend_from_slice(&s.key_id.0);

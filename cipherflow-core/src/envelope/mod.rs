@@ -81,11 +81,11 @@ impl<'a> Sealer<'a> {
     /// Writes the header to `output` and returns a writer for the plaintext.
     pub fn seal_writer<W: Write>(&self, output: W) -> Result<SealWriter<'a, W>, Error> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(Error::Misuse("chunk size must be between 1 KiB and 16 MiB"));
+            return Err(Error::misuse("chunk size must be between 1 KiB and 16 MiB"));
         }
-        let data_key = DataKey::generate().map_err(|_| Error::Misuse("the OS RNG failed"))?;
+        let data_key = DataKey::generate().map_err(|_| Error::misuse("the OS RNG failed"))?;
         let mut file_id = [0u8; 32];
-        fill_random(&mut file_id).map_err(|_| Error::Misuse("the OS RNG failed"))?;
+        fill_random(&mut file_id).map_err(|_| Error::misuse("the OS RNG failed"))?;
         self.seal_writer_with(output, data_key, file_id)
     }
 
@@ -103,7 +103,7 @@ impl<'a> Sealer<'a> {
                 algorithm: s.algorithm(),
                 key_id: s.key_id(),
                 signature_len: u16::try_from(s.signature_len())
-                    .map_err(|_| Error::Misuse("signature length over 65535"))?,
+                    .map_err(|_| Error::misuse("signature length over 65535"))?,
             }),
         };
         let preamble = format::write::preamble(&Preamble {
@@ -277,6 +277,7 @@ impl<'a> Opener<'a> {
     /// Opens `src` into `dst`, streaming in constant memory. The plaintext goes to a
     /// temporary file beside `dst` and is moved into place only after the last chunk (and
     /// signature) verified; on any failure `dst` is untouched and nothing is left behind.
+    /// The file is created readable by its owner only (mode 0600 on Unix): it is plaintext.
     pub fn open_file(&self, src: &Path, dst: &Path) -> Result<u64, Error> {
         let input = io::BufReader::with_capacity(1 << 20, File::open(src)?);
         self.open_to_path(input, dst)
@@ -340,6 +341,22 @@ pub struct Info {
 pub fn inspect<R: Read>(mut input: R) -> Result<Info, Error> {
     let header = Header::read(&mut input)?;
     let rest = io::copy(&mut input, &mut io::sink())?;
+    info(header, rest)
+}
+
+/// Like [`inspect`] for a file: reads only the header and takes the length from the file
+/// system, so it costs the same for any size.
+pub fn inspect_file(path: &Path) -> Result<Info, Error> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let header = Header::read(io::BufReader::new(&mut file))?;
+    let rest = len
+        .checked_sub(header.encoded_len() as u64)
+        .ok_or(IntegrityError::Length)?;
+    info(header, rest)
+}
+
+fn info(header: Header, rest: u64) -> Result<Info, Error> {
     let body_len = rest
         .checked_sub(header.signature_len() as u64)
         .ok_or(IntegrityError::Length)?;
@@ -376,10 +393,9 @@ pub fn rewrap<R: Read, W: Write>(
 
     for id in remove {
         if !header.stanzas.iter().any(|s| s.key_id == *id) {
-            return Err(KeyError::Unsupported(format!(
-                "key {id} is not a recipient, cannot remove it"
-            ))
-            .into());
+            return Err(Error::misuse(format!(
+                "key {id} is not a recipient of this envelope, so it cannot be removed"
+            )));
         }
     }
     let mut stanzas: Vec<Stanza> = header
@@ -390,16 +406,15 @@ pub fn rewrap<R: Read, W: Write>(
         .collect();
     for r in add {
         if stanzas.iter().any(|s| s.key_id == r.key_id()) {
-            return Err(KeyError::Unsupported(format!(
-                "key {} is already a recipient",
+            return Err(Error::misuse(format!(
+                "key {} is already a recipient of this envelope",
                 r.key_id()
-            ))
-            .into());
+            )));
         }
     }
     stanzas.extend(wrap_for(add, &data_key, &header.preamble.file_id)?);
     if stanzas.is_empty() {
-        return Err(Error::Misuse(
+        return Err(Error::misuse(
             "rewrap would leave the envelope with no recipient",
         ));
     }

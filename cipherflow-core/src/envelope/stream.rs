@@ -242,7 +242,7 @@ impl<'a, W: Write> SealWriter<'a, W> {
     /// Mandatory: an envelope whose writer was dropped unfinished is refused by every reader.
     pub fn finish(mut self) -> Result<W, Error> {
         if self.failed {
-            return Err(Error::Misuse(
+            return Err(Error::misuse(
                 "the sealer failed earlier; its output is incomplete",
             ));
         }
@@ -264,7 +264,7 @@ impl<'a, W: Write> SealWriter<'a, W> {
 impl<W: Write> Write for SealWriter<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.failed {
-            return Err(Error::Misuse("the sealer failed earlier").into_io());
+            return Err(Error::misuse("the sealer failed earlier").into_io());
         }
         let mut rest = data;
         while !rest.is_empty() {
@@ -305,7 +305,7 @@ pub struct OpenReader<'a, R: Read> {
     next_index: u64,
     done: bool,
     verifier: Option<(&'a dyn Verifier, SignatureChain)>,
-    failed: Option<Error>,
+    failed: bool,
 }
 
 impl<'a, R: Read> OpenReader<'a, R> {
@@ -328,7 +328,7 @@ impl<'a, R: Read> OpenReader<'a, R> {
             next_index: 0,
             done: false,
             verifier: verifier.map(|v| (v, SignatureChain::new(&header.preamble_bytes))),
-            failed: None,
+            failed: false,
         }
     }
 
@@ -406,8 +406,11 @@ impl<'a, R: Read> OpenReader<'a, R> {
 
 impl<R: Read> Read for OpenReader<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some(e) = &self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+        if self.failed {
+            return Err(Error::misuse(
+                "the envelope failed to open earlier; nothing more is released",
+            )
+            .into_io());
         }
         loop {
             if let Some(r) = self.ranges.get_mut(self.range) {
@@ -424,7 +427,7 @@ impl<R: Read> Read for OpenReader<'_, R> {
                 return Ok(0);
             }
             if let Err(e) = self.next_batch() {
-                self.failed = Some(Error::Misuse("the opener failed earlier"));
+                self.failed = true;
                 self.ranges.clear();
                 return Err(e.into_io());
             }
@@ -483,7 +486,7 @@ impl<R: Read + Seek> RandomAccess<R> {
     /// Opens chunk `index`, verifying its tag before returning any byte.
     pub fn read_chunk(&mut self, index: u64) -> Result<Vec<u8>, Error> {
         if index >= self.chunk_count {
-            return Err(Error::Misuse("chunk index is past the last chunk"));
+            return Err(Error::misuse("chunk index is past the last chunk"));
         }
         let stride = (self.chunk_size + TAG_LEN) as u64;
         let start = index * stride;

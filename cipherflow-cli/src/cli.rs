@@ -1,0 +1,189 @@
+//! Command-line arguments. This is the only module that knows about clap.
+
+use std::path::PathBuf;
+
+use cipherflow_core::KeyId;
+use cipherflow_core::envelope::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  general failure (I/O, unreadable key file, unsupported envelope, ...)
+  2  usage error (bad arguments)
+  3  wrong key: the envelope has no recipient for the given private key
+  4  the envelope is malformed, truncated or was tampered with
+  5  producer signature missing, from another key, or invalid
+
+Errors are printed as one line, `error: ...`, on stderr.
+A path of `-` for -i/-o means stdin/stdout, as does leaving the option out.";
+
+/// Envelope encryption for sharing database snapshots.
+#[derive(Debug, Parser)]
+#[command(name = "cipherflow", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a recipient key pair (RSA) or, with --signing, a producer signing key (ECDSA P-256).
+    #[command(after_help = EXIT_CODES)]
+    Keygen(KeygenArgs),
+    /// Seal plaintext for one or more recipients.
+    #[command(after_help = EXIT_CODES)]
+    Seal(SealArgs),
+    /// Open an envelope with a recipient's private key.
+    #[command(after_help = EXIT_CODES)]
+    Open(OpenArgs),
+    /// Show what an envelope says about itself, as JSON (no key needed, nothing verified).
+    #[command(after_help = EXIT_CODES)]
+    Inspect(InspectArgs),
+    /// Add or remove recipients without touching the body (a producer signature stays valid).
+    #[command(after_help = EXIT_CODES)]
+    Rewrap(RewrapArgs),
+}
+
+/// `cipherflow keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Generate an ECDSA P-256 producer signing key instead of an RSA recipient key.
+    #[arg(long)]
+    pub signing: bool,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600; must not exist yet).
+    #[arg(long, value_name = "PATH")]
+    pub private: PathBuf,
+    /// Where to write the public key (SPKI PEM; must not exist yet).
+    #[arg(long, value_name = "PATH")]
+    pub public: PathBuf,
+    /// RSA modulus size in bits.
+    #[arg(
+        long,
+        default_value_t = 3072,
+        value_parser = parse_bits,
+        conflicts_with = "signing"
+    )]
+    pub bits: usize,
+}
+
+/// `cipherflow seal`.
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// A recipient's RSA public key file (PEM or DER); repeat for several recipients.
+    #[arg(
+        short = 'r',
+        long = "recipient",
+        value_name = "PUB.pem",
+        required = true
+    )]
+    pub recipients: Vec<PathBuf>,
+    /// Authenticated metadata entry; repeat for several.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, String)>,
+    /// Sign the envelope with this producer private key (ECDSA P-256 or RSA).
+    #[arg(long, value_name = "SIGNER.pem")]
+    pub sign_key: Option<PathBuf>,
+    /// Plaintext bytes per chunk (default 1 MiB).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u32).range(MIN_CHUNK_SIZE as i64..=MAX_CHUNK_SIZE as i64)
+    )]
+    pub chunk_size: Option<u32>,
+    /// Plaintext to seal [default: stdin].
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
+    /// Where to write the envelope [default: stdout].
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `cipherflow open`.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The recipient's RSA private key file.
+    #[arg(short, long, value_name = "PRIV.pem")]
+    pub key: PathBuf,
+    /// Require a producer signature by this public key.
+    #[arg(long, value_name = "SIGNER.pub.pem")]
+    pub signer: Option<PathBuf>,
+    /// Envelope to open [default: stdin].
+    #[arg(short, long, value_name = "IN")]
+    pub input: Option<PathBuf>,
+    /// Where to write the plaintext [default: stdout]. A file appears only once everything
+    /// verified; on failure it is not created. To stdout, chunks are released as they
+    /// verify, so check the exit status before using the output.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `cipherflow inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The envelope (`-` for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `cipherflow rewrap`.
+#[derive(Debug, Args)]
+pub struct RewrapArgs {
+    /// The private key of a current recipient.
+    #[arg(short, long, value_name = "PRIV.pem")]
+    pub key: PathBuf,
+    /// A new recipient's RSA public key file; repeat for several.
+    #[arg(long = "add", value_name = "PUB.pem")]
+    pub add: Vec<PathBuf>,
+    /// Key id (64 hex digits, as `inspect` prints) of a recipient to remove; repeat for several.
+    #[arg(long = "remove", value_name = "KEYID")]
+    pub remove: Vec<KeyId>,
+    /// The envelope to rewrap.
+    #[arg(short, long, value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write the rewrapped envelope (must not be IN).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+fn parse_bits(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(bits @ (2048 | 3072 | 4096)) => Ok(bits),
+        _ => Err("RSA key size must be 2048, 3072 or 4096".into()),
+    }
+}
+
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE with a non-empty KEY, got {s:?}"
+        )),
+    }
+}
+
+/// Parses the process arguments; exits with status 2 on a usage error.
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn meta_needs_key_and_equals() {
+        assert_eq!(parse_meta("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_meta("a=").unwrap(), ("a".into(), String::new()));
+        assert!(parse_meta("bad").is_err());
+        assert!(parse_meta("=v").is_err());
+    }
+}
