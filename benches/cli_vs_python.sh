@@ -6,7 +6,8 @@
 #   bash benches/cli_vs_python.sh            # from the workspace root
 #
 # Environment: SIZE_MIB (default 1024), RUNS (default 5), WORK (default /dev/shm/cipherflow-bench),
-# VENV (default /work/.venv-bench), CARGO_TARGET_DIR (default <root>/target).
+# VENV (default /work/.venv-bench), CARGO_TARGET_DIR (default <root>/target), SKIP_BUILD=1 to
+# use the cipherflow binary already built there.
 # Uses hyperfine if installed (apt-get install -y hyperfine), else a /usr/bin/time loop.
 # Prints medians, the Python/CLI ratio, and the peak RSS of each command (/usr/bin/time -v).
 set -euo pipefail
@@ -20,8 +21,10 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 CF="$TARGET/release/cipherflow"
 PYLOOP="$ROOT/benches/python_aesgcm_loop.py"
 
-echo "== building the release cipherflow binary"
-(cd "$ROOT" && cargo build --release -p cipherflow-cli --bin cipherflow)
+if [ -z "${SKIP_BUILD:-}" ]; then
+    echo "== building the release cipherflow binary"
+    (cd "$ROOT" && cargo build --release -p cipherflow-cli --bin cipherflow)
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"

@@ -113,7 +113,7 @@ fn seal(args: SealArgs) -> Result<(), Error> {
     let what = format!("sealing {} to {}", input.label, output.label());
     let context = || what.clone();
     let mut writer = sealer.seal_writer(&mut output).context(context)?;
-    io::copy(&mut input.reader, &mut writer).context(context)?;
+    writer.read_from(&mut input.reader).context(context)?;
     writer.finish().context(context)?;
     input.done();
     output.commit()
@@ -142,7 +142,7 @@ fn open(args: OpenArgs) -> Result<(), Error> {
                 .open_reader(&mut input.reader)
                 .context(|| context.clone())?;
             let mut out = BufWriter::with_capacity(BUF_SIZE, io::stdout().lock());
-            io::copy(&mut reader, &mut out).context(|| context.clone())?;
+            reader.copy_to(&mut out).context(|| context.clone())?;
             out.flush().context(|| "writing to stdout")?;
         }
     }

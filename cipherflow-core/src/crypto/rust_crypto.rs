@@ -1,4 +1,11 @@
 //! The pure-Rust backend: RustCrypto's `aes-gcm`, `rsa` and `p256`.
+//!
+//! Known difference from aws-lc: `rsa` 0.10 skips the OAEP leading-zero-byte check (RFC 8017
+//! 7.1.2 step 3g), so one Wycheproof "invalid" ciphertext per key size decrypts here to the
+//! right message instead of failing. The OAEP hash check still binds ciphertext to message
+//! (no padding oracle, no malleability), and the envelope checks the unwrapped suite and file
+//! id anyway; ECDSA signing is deterministic (RFC 6979) where aws-lc randomises it. Both
+//! verify each other's signatures.
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};

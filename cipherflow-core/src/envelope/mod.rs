@@ -17,7 +17,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
 pub use format::{
@@ -80,12 +80,7 @@ impl<'a> Sealer<'a> {
 
     /// Writes the header to `output` and returns a writer for the plaintext.
     pub fn seal_writer<W: Write>(&self, output: W) -> Result<SealWriter<'a, W>, Error> {
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(Error::misuse("chunk size must be between 1 KiB and 16 MiB"));
-        }
-        let data_key = DataKey::generate().map_err(|_| Error::misuse("the OS RNG failed"))?;
-        let mut file_id = [0u8; 32];
-        fill_random(&mut file_id).map_err(|_| Error::misuse("the OS RNG failed"))?;
+        let (data_key, file_id) = fresh_key_and_file_id()?;
         self.seal_writer_with(output, data_key, file_id)
     }
 
@@ -96,6 +91,42 @@ impl<'a> Sealer<'a> {
         data_key: DataKey,
         file_id: [u8; 32],
     ) -> Result<SealWriter<'a, W>, Error> {
+        let prepared = self.prepare(data_key, file_id)?;
+        output.write_all(&prepared.header)?;
+        let signer = self.signer.map(|s| (s, prepared.preamble()));
+        let key = self.backend.aes256gcm(&prepared.payload_key);
+        Ok(SealWriter::new(output, key, self.chunk_size, signer))
+    }
+
+    /// Seals `plaintext` into a new envelope.
+    pub fn seal_bytes(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to_vec(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` into `out`, replacing its contents and reusing its memory: the
+    /// fastest path for data already in memory (each chunk is copied into place and sealed
+    /// there by one worker, on all cores).
+    pub fn seal_to_vec(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let (data_key, file_id) = fresh_key_and_file_id()?;
+        let prepared = self.prepare(data_key, file_id)?;
+        let header_len = prepared.header.len();
+        out.truncate(header_len);
+        if out.len() < header_len {
+            out.resize(header_len, 0);
+        }
+        out.copy_from_slice(&prepared.header);
+        let signer = self.signer.map(|s| (s, prepared.preamble()));
+        let key = self.backend.aes256gcm(&prepared.payload_key);
+        stream::seal_body_into(key.as_ref(), plaintext, self.chunk_size, signer, out, header_len)
+    }
+
+    /// Everything up to the body: checks, key schedule, wrapped keys, header bytes.
+    fn prepare(&self, data_key: DataKey, file_id: [u8; 32]) -> Result<Prepared, Error> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(Error::misuse("chunk size must be between 1 KiB and 16 MiB"));
+        }
         let file_keys = data_key.derive(&file_id);
         let signer = match self.signer {
             None => None,
@@ -114,25 +145,33 @@ impl<'a> Sealer<'a> {
             metadata: self.metadata.clone(),
         })?;
         let stanzas = wrap_for(&self.recipients, &data_key, &file_id)?;
-        write_header(&mut output, &preamble, &stanzas, &file_keys)?;
-        let key = self.backend.aes256gcm(&file_keys.payload);
-        Ok(SealWriter::new(
-            output,
-            key,
-            self.chunk_size,
-            self.signer.map(|s| (s, &preamble[..])),
-        ))
+        Ok(Prepared {
+            header: encode_header(&preamble, &stanzas, &file_keys)?,
+            preamble_len: preamble.len(),
+            payload_key: file_keys.payload,
+        })
     }
+}
 
-    /// Seals `plaintext` into a new envelope.
-    pub fn seal_bytes(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let chunks = plaintext.len() / self.chunk_size.max(1) + 1;
-        let mut out = Vec::with_capacity(plaintext.len() + chunks * TAG_LEN + 4096);
-        let mut writer = self.seal_writer(&mut out)?;
-        writer.write_all(plaintext).map_err(Error::from_io)?;
-        writer.finish()?;
-        Ok(out)
+/// A header ready to write and the body key that goes with it.
+struct Prepared {
+    header: Vec<u8>,
+    preamble_len: usize,
+    payload_key: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl Prepared {
+    fn preamble(&self) -> &[u8] {
+        &self.header[..self.preamble_len]
     }
+}
+
+fn fresh_key_and_file_id() -> Result<(DataKey, [u8; 32]), Error> {
+    let rng_failed = |_| Error::misuse("the operating system's random number generator failed");
+    let data_key = DataKey::generate().map_err(rng_failed)?;
+    let mut file_id = [0u8; 32];
+    fill_random(&mut file_id).map_err(rng_failed)?;
+    Ok((data_key, file_id))
 }
 
 fn wrap_for(
@@ -163,12 +202,8 @@ fn wrap_for(
         .collect()
 }
 
-fn write_header<W: Write>(
-    output: &mut W,
-    preamble: &[u8],
-    stanzas: &[Stanza],
-    keys: &FileKeys,
-) -> Result<(), Error> {
+/// `preamble || recipients || header MAC` (FORMAT.md 1.1 to 1.3).
+fn encode_header(preamble: &[u8], stanzas: &[Stanza], keys: &FileKeys) -> Result<Vec<u8>, Error> {
     let mut header = preamble.to_vec();
     header.extend_from_slice(&format::write::recipients(stanzas)?);
     if header.len() + format::MAC_LEN > MAX_HEADER_LEN {
@@ -179,9 +214,8 @@ fn write_header<W: Write>(
         });
     }
     let mac = keys.header_mac(&header);
-    output.write_all(&header)?;
-    output.write_all(&mac)?;
-    Ok(())
+    header.extend_from_slice(&mac);
+    Ok(header)
 }
 
 /// Opens envelopes with one recipient's key.
@@ -268,10 +302,20 @@ impl<'a> Opener<'a> {
 
     /// Opens a whole envelope in memory; returns nothing unless everything verified.
     pub fn open_bytes(&self, envelope: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut reader = self.open_reader(envelope)?;
-        let mut out = Vec::with_capacity(envelope.len());
-        reader.read_to_end(&mut out).map_err(Error::from_io)?;
+        let mut out = Vec::new();
+        self.open_to_vec(envelope, &mut out)?;
         Ok(out)
+    }
+
+    /// Opens a whole envelope into `out`, replacing its contents and reusing its memory; on
+    /// failure `out` is left empty. The fastest path for data already in memory: every chunk
+    /// is copied out and opened by one worker, on all cores.
+    pub fn open_to_vec(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        let mut input = envelope;
+        let (header, _, keys) = self.authenticate(&mut input)?;
+        let key = self.backend.aes256gcm(&keys.payload);
+        stream::open_body_into(key.as_ref(), input, &header, self.verifier, out)
     }
 
     /// Opens `src` into `dst`, streaming in constant memory. The plaintext goes to a
@@ -293,9 +337,9 @@ impl<'a> Opener<'a> {
         let tmp = tempfile::Builder::new()
             .prefix(".cipherflow-open-")
             .tempfile_in(dir)?;
-        let mut out = BufWriter::with_capacity(1 << 20, tmp);
-        let n = io::copy(&mut reader, &mut out).map_err(Error::from_io)?;
-        let tmp = out.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+        let mut out = tmp;
+        let n = reader.copy_to(&mut out)?;
+        let tmp = out;
         tmp.as_file().sync_all()?;
         tmp.persist(dst).map_err(|e| Error::Io(e.error))?;
         Ok(n)
@@ -418,7 +462,7 @@ pub fn rewrap<R: Read, W: Write>(
             "rewrap would leave the envelope with no recipient",
         ));
     }
-    write_header(&mut output, &header.preamble_bytes, &stanzas, &keys)?;
+    output.write_all(&encode_header(&header.preamble_bytes, &stanzas, &keys)?)?;
     io::copy(&mut input, &mut output)?;
     output.flush()?;
     Ok(stanzas.iter().map(|s| s.key_id).collect())

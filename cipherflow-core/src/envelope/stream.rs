@@ -48,11 +48,11 @@ impl SignatureChain {
         }
     }
 
-    fn add(&mut self, digests: &[[u8; 32]]) {
+    fn add<'d>(&mut self, digests: impl IntoIterator<Item = &'d [u8; 32]>) {
         for d in digests {
             self.chunk_digests.update(d);
+            self.chunks += 1;
         }
-        self.chunks += digests.len() as u64;
     }
 
     fn message(self) -> Vec<u8> {
@@ -65,100 +65,126 @@ impl SignatureChain {
     }
 }
 
-fn digest_sealed(ciphertext: &[u8], tag: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(ciphertext);
-    h.update(tag);
-    h.finalize().into()
+fn digest_sealed(sealed_chunk: &[u8]) -> [u8; 32] {
+    Sha256::digest(sealed_chunk).into()
 }
 
-/// Seals `plaintext` (whole chunks, the last possibly short) in place, in parallel. Returns
-/// the tags and, if asked, each sealed chunk's digest.
-fn seal_batch(
-    key: &dyn Aes256GcmKey,
-    plaintext: &mut [u8],
-    chunk_size: usize,
-    first: u64,
-    ends_envelope: bool,
-    want_digests: bool,
-) -> Vec<([u8; TAG_LEN], [u8; 32])> {
-    let n = plaintext.len().div_ceil(chunk_size).max(1);
-    let seal_one = |(j, chunk): (usize, &mut [u8])| {
-        let last = ends_envelope && j + 1 == n;
-        let tag = key.seal_in_place(&nonce(first + j as u64, last), &[], chunk);
-        let digest = if want_digests {
-            digest_sealed(chunk, &tag)
-        } else {
-            [0; 32]
-        };
-        (tag, digest)
-    };
-    if plaintext.is_empty() {
-        return vec![seal_one((0, plaintext))];
-    }
-    plaintext
-        .par_chunks_mut(chunk_size)
-        .enumerate()
-        .map(seal_one)
-        .collect()
-}
-
-/// What [`open_batch`] found: where each chunk's plaintext now is, and the chunks' digests.
-struct OpenedBatch {
-    plaintext: Vec<Range<usize>>,
-    digests: Vec<[u8; 32]>,
-}
-
-/// Opens sealed chunks (`ciphertext || tag` each) in place, in parallel. Returns the
-/// plaintext ranges within `sealed` and, if asked, each sealed chunk's digest. On failure
-/// the buffer is wiped and the first failing chunk is named.
-fn open_batch(
+/// Seals, in parallel and in place, a buffer laid out as sealed chunks (`ciphertext || tag`
+/// slots of `chunk_size + 16` bytes, the last possibly short). The plaintext is already in the
+/// ciphertext slots, or, if `source` is given, is copied there from it by the same worker that
+/// seals the chunk (so the copy runs on both cores too). Returns each sealed chunk's digest
+/// when asked (for the signature), else nothing.
+fn seal_chunks(
     key: &dyn Aes256GcmKey,
     sealed: &mut [u8],
+    source: Option<&[u8]>,
     chunk_size: usize,
     first: u64,
     ends_envelope: bool,
     want_digests: bool,
-) -> Result<OpenedBatch, IntegrityError> {
+) -> Vec<[u8; 32]> {
     let stride = chunk_size + TAG_LEN;
-    let n = sealed.len().div_ceil(stride).max(1);
-    let results: Vec<Result<[u8; 32], u64>> = sealed
+    let n = sealed.len().div_ceil(stride);
+    let digests = sealed
         .par_chunks_mut(stride)
         .enumerate()
         .map(|(j, piece)| {
-            let index = first + j as u64;
+            let (chunk, tag_slot) = piece.split_at_mut(piece.len() - TAG_LEN);
+            if let Some(source) = source {
+                chunk.copy_from_slice(&source[j * chunk_size..j * chunk_size + chunk.len()]);
+            }
             let last = ends_envelope && j + 1 == n;
-            let (ciphertext, tag) = piece.split_at_mut(piece.len() - TAG_LEN);
-            let tag: [u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN");
-            let digest = if want_digests {
-                digest_sealed(ciphertext, &tag)
-            } else {
-                [0; 32]
-            };
-            key.open_in_place(&nonce(index, last), &[], ciphertext, &tag)
-                .map(|()| digest)
-                .map_err(|_| index)
+            let tag = key.seal_in_place(&nonce(first + j as u64, last), &[], chunk);
+            tag_slot.copy_from_slice(&tag);
+            want_digests.then(|| digest_sealed(piece))
         })
-        .collect();
-    let mut digests = Vec::with_capacity(if want_digests { n } else { 0 });
+        .collect::<Vec<_>>();
+    digests.into_iter().flatten().collect()
+}
+
+/// Where [`open_chunks`] puts plaintext.
+enum OpenTarget<'b> {
+    /// Over the ciphertext, in the sealed buffer itself.
+    InPlace(&'b mut [u8]),
+    /// Into `out`, chunk `j` at `j * chunk_size`; `sealed` is only read.
+    Into { sealed: &'b [u8], out: &'b mut [u8] },
+}
+
+/// Opens sealed chunks (`ciphertext || tag` slots) in parallel, each worker also copying its
+/// chunk when opening into another buffer. Returns the sealed chunks' digests when asked. On
+/// failure every plaintext byte written is wiped and the first failing chunk is named.
+fn open_chunks(
+    key: &dyn Aes256GcmKey,
+    target: OpenTarget<'_>,
+    chunk_size: usize,
+    first: u64,
+    ends_envelope: bool,
+    want_digests: bool,
+) -> Result<Vec<[u8; 32]>, IntegrityError> {
+    let stride = chunk_size + TAG_LEN;
+    let open_one = |j: usize, n: usize, digest: Option<[u8; 32]>, tag: [u8; TAG_LEN], chunk: &mut [u8]| {
+        let index = first + j as u64;
+        let last = ends_envelope && j + 1 == n;
+        key.open_in_place(&nonce(index, last), &[], chunk, &tag)
+            .map(|()| digest)
+            .map_err(|_| index)
+    };
+    let tag_of = |piece: &[u8]| -> [u8; TAG_LEN] {
+        piece[piece.len() - TAG_LEN..].try_into().expect("16 bytes")
+    };
+    let (results, written): (Vec<Result<Option<[u8; 32]>, u64>>, &mut [u8]) = match target {
+        // An empty plaintext still has one chunk (a bare tag) to verify; `out` has no
+        // chunk to pair it with, so it must not be skipped.
+        OpenTarget::Into { sealed, out } if out.is_empty() => {
+            let digest = want_digests.then(|| digest_sealed(sealed));
+            (vec![open_one(0, 1, digest, tag_of(sealed), &mut [])], out)
+        }
+        OpenTarget::Into { sealed, out } => {
+            let n = sealed.len().div_ceil(stride);
+            let results = out
+                .par_chunks_mut(chunk_size)
+                .zip(sealed.par_chunks(stride))
+                .enumerate()
+                .map(|(j, (chunk, piece))| {
+                    chunk.copy_from_slice(&piece[..piece.len() - TAG_LEN]);
+                    let digest = want_digests.then(|| digest_sealed(piece));
+                    open_one(j, n, digest, tag_of(piece), chunk)
+                })
+                .collect();
+            (results, out)
+        }
+        OpenTarget::InPlace(sealed) => {
+            let n = sealed.len().div_ceil(stride);
+            let results = sealed
+                .par_chunks_mut(stride)
+                .enumerate()
+                .map(|(j, piece)| {
+                    let digest = want_digests.then(|| digest_sealed(piece));
+                    let tag = tag_of(piece);
+                    let len = piece.len() - TAG_LEN;
+                    open_one(j, n, digest, tag, &mut piece[..len])
+                })
+                .collect();
+            (results, sealed)
+        }
+    };
+    let mut digests = Vec::with_capacity(if want_digests { results.len() } else { 0 });
     for r in results {
         match r {
-            Ok(d) if want_digests => digests.push(d),
-            Ok(_) => {}
+            Ok(d) => digests.extend(d),
             Err(index) => {
-                sealed.fill(0);
+                written.fill(0);
                 return Err(IntegrityError::Chunk(index));
             }
         }
     }
-    let plaintext = (0..n)
-        .map(|j| {
-            let start = j * stride;
-            let end = ((j + 1) * stride).min(sealed.len()) - TAG_LEN;
-            start..end
-        })
-        .collect();
-    Ok(OpenedBatch { plaintext, digests })
+    Ok(digests)
+}
+
+/// Plaintext ranges of the chunks of a sealed buffer of `len` bytes.
+fn plaintext_ranges(len: usize, chunk_size: usize) -> impl Iterator<Item = Range<usize>> {
+    let stride = chunk_size + TAG_LEN;
+    (0..len.div_ceil(stride)).map(move |j| j * stride..((j + 1) * stride).min(len) - TAG_LEN)
 }
 
 /// Number of chunks of a body of `body_len` bytes, refusing impossible lengths (FORMAT.md 1.4).
@@ -175,13 +201,127 @@ pub(crate) fn chunk_count(body_len: u64, chunk_size: usize) -> Result<u64, Integ
     Ok(n)
 }
 
+/// Length of the sealed form of `plaintext_len` bytes (one empty chunk if there are none).
+fn sealed_len(plaintext_len: usize, chunk_size: usize) -> usize {
+    plaintext_len + plaintext_len.div_ceil(chunk_size).max(1) * TAG_LEN
+}
+
+/// Signs the chain, checking the signer kept its promised length.
+fn sign_chain(signer: &dyn Signer, chain: SignatureChain) -> Result<Vec<u8>, Error> {
+    let signature = signer.sign(&chain.message())?;
+    if signature.len() != signer.signature_len() {
+        return Err(SignatureError::SigningFailed("signature of unexpected length".into()).into());
+    }
+    Ok(signature)
+}
+
+/// Resizes `out` to `len` bytes, zero-filling only bytes it never had, so a reused buffer
+/// costs no extra pass over memory.
+fn set_len(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    } else {
+        out.truncate(len);
+    }
+}
+
+/// Appends the body (and signature) of `plaintext` to `out` after its header, in one parallel
+/// pass: each worker copies its chunk into place and seals it there.
+pub(crate) fn seal_body_into(
+    key: &dyn Aes256GcmKey,
+    plaintext: &[u8],
+    chunk_size: usize,
+    signer: Option<(&dyn Signer, &[u8])>,
+    out: &mut Vec<u8>,
+    body_start: usize,
+) -> Result<(), Error> {
+    let body_len = sealed_len(plaintext.len(), chunk_size);
+    if body_len.div_ceil(chunk_size + TAG_LEN) as u64 > MAX_CHUNKS {
+        return Err(Error::Limit {
+            what: "chunk count",
+            value: plaintext.len().div_ceil(chunk_size) as u64,
+            limit: MAX_CHUNKS,
+        });
+    }
+    set_len(out, body_start + body_len);
+    let body = &mut out[body_start..];
+    let digests = seal_chunks(key, body, Some(plaintext), chunk_size, 0, true, signer.is_some());
+    if let Some((signer, preamble)) = signer {
+        let mut chain = SignatureChain::new(preamble);
+        chain.add(&digests);
+        out.extend_from_slice(&sign_chain(signer, chain)?);
+    }
+    Ok(())
+}
+
+/// Opens a whole body (and checks the signature) into `out`, in one parallel pass. Leaves
+/// `out` empty unless everything verified.
+pub(crate) fn open_body_into(
+    key: &dyn Aes256GcmKey,
+    rest: &[u8],
+    header: &Header,
+    verifier: Option<&dyn Verifier>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let chunk_size = header.preamble.chunk_size as usize;
+    let body_len = rest
+        .len()
+        .checked_sub(header.signature_len())
+        .ok_or(IntegrityError::Length)?;
+    let chunks = chunk_count(body_len as u64, chunk_size)?;
+    let (body, signature) = rest.split_at(body_len);
+    set_len(out, body_len - chunks as usize * TAG_LEN);
+    let target = OpenTarget::Into { sealed: body, out };
+    let digests = match open_chunks(key, target, chunk_size, 0, true, verifier.is_some()) {
+        Ok(d) => d,
+        Err(e) => {
+            out.clear();
+            return Err(e.into());
+        }
+    };
+    if let Some(verifier) = verifier {
+        let mut chain = SignatureChain::new(&header.preamble_bytes);
+        chain.add(&digests);
+        if let Err(e) = verifier.verify(&chain.message(), signature) {
+            out.fill(0);
+            out.clear();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Reads into `buf[*filled..target]` (growing `buf` as data arrives, never re-zeroing what it
+/// had) until `target` bytes are there or the input ends; returns whether it ended.
+fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, filled: &mut usize, target: usize) -> io::Result<bool> {
+    while *filled < target {
+        if *filled == buf.len() {
+            let grown = (buf.len() * 2).max(64 << 10).min(target);
+            buf.resize(grown, 0);
+        }
+        match input.read(&mut buf[*filled..]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
 /// Streams plaintext into an envelope. Create it with [`crate::Sealer::seal_writer`].
+///
+/// Plaintext is gathered straight into its sealed layout (a tag slot after every chunk), a
+/// batch of chunks is sealed in place on both cores and written with one `write_all`.
 pub struct SealWriter<'a, W: Write> {
     output: W,
     key: Box<dyn Aes256GcmKey>,
     chunk_size: usize,
+    /// The batch in sealed layout; grows to `batch_chunks` chunks and is reused.
     batch: Vec<u8>,
-    batch_cap: usize,
+    batch_chunks: usize,
+    /// Plaintext bytes in the batch.
+    plain: usize,
     next_index: u64,
     signer: Option<(&'a dyn Signer, SignatureChain)>,
     failed: bool,
@@ -194,21 +334,36 @@ impl<'a, W: Write> SealWriter<'a, W> {
         chunk_size: usize,
         signer: Option<(&'a dyn Signer, &[u8])>,
     ) -> Self {
-        let batch_cap = chunks_per_batch(chunk_size) * chunk_size;
         SealWriter {
             output,
             key,
             chunk_size,
-            batch: Vec::with_capacity(batch_cap),
-            batch_cap,
+            batch: Vec::new(),
+            batch_chunks: chunks_per_batch(chunk_size),
+            plain: 0,
             next_index: 0,
             signer: signer.map(|(s, preamble)| (s, SignatureChain::new(preamble))),
             failed: false,
         }
     }
 
+    fn batch_full(&self) -> bool {
+        self.plain == self.batch_chunks * self.chunk_size
+    }
+
+    /// The unfilled part of the current chunk's plaintext slot.
+    fn slot(&mut self) -> &mut [u8] {
+        let stride = self.chunk_size + TAG_LEN;
+        let (j, offset) = (self.plain / self.chunk_size, self.plain % self.chunk_size);
+        let end = j * stride + self.chunk_size;
+        if self.batch.len() < end + TAG_LEN {
+            self.batch.resize(end + TAG_LEN, 0);
+        }
+        &mut self.batch[j * stride + offset..end]
+    }
+
     fn seal_and_write(&mut self, ends_envelope: bool) -> Result<(), Error> {
-        let chunks = self.batch.len().div_ceil(self.chunk_size).max(1) as u64;
+        let chunks = self.plain.div_ceil(self.chunk_size).max(1) as u64;
         if self.next_index + chunks > MAX_CHUNKS {
             return Err(Error::Limit {
                 what: "chunk count",
@@ -216,26 +371,65 @@ impl<'a, W: Write> SealWriter<'a, W> {
                 limit: MAX_CHUNKS,
             });
         }
-        let sealed = seal_batch(
+        let len = sealed_len(self.plain, self.chunk_size);
+        if self.batch.len() < len {
+            self.batch.resize(len, 0);
+        }
+        let digests = seal_chunks(
             self.key.as_ref(),
-            &mut self.batch,
+            &mut self.batch[..len],
+            None,
             self.chunk_size,
             self.next_index,
             ends_envelope,
             self.signer.is_some(),
         );
-        let mut pieces = self.batch.chunks(self.chunk_size);
-        for (tag, _) in &sealed {
-            self.output.write_all(pieces.next().unwrap_or(&[]))?;
-            self.output.write_all(tag)?;
-        }
+        self.output.write_all(&self.batch[..len])?;
         if let Some((_, chain)) = &mut self.signer {
-            let digests: Vec<[u8; 32]> = sealed.iter().map(|(_, d)| *d).collect();
             chain.add(&digests);
         }
         self.next_index += chunks;
-        self.batch.clear();
+        self.plain = 0;
         Ok(())
+    }
+
+    fn fail<T>(&mut self, e: Error) -> io::Result<T> {
+        self.failed = true;
+        Err(e.into_io())
+    }
+
+    /// Reads `input` to its end straight into the batch (no intermediate buffer) and seals
+    /// it; returns the number of plaintext bytes read. Call [`SealWriter::finish`] after.
+    pub fn read_from<R: Read>(&mut self, mut input: R) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            if self.failed {
+                return Err(Error::misuse("the sealer failed earlier").into_io());
+            }
+            if self.batch_full() {
+                // Only seal a full batch as not-last once a next byte exists.
+                let mut next = [0u8; 1];
+                if input.read(&mut next)? == 0 {
+                    return Ok(total);
+                }
+                if let Err(e) = self.seal_and_write(false) {
+                    return self.fail(e);
+                }
+                self.slot()[0] = next[0];
+                self.plain += 1;
+                total += 1;
+            }
+            let n = match input.read(self.slot()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(total);
+            }
+            self.plain += n;
+            total += n as u64;
+        }
     }
 
     /// Seals the last chunk, writes the signature (if any), flushes, and returns the output.
@@ -248,12 +442,7 @@ impl<'a, W: Write> SealWriter<'a, W> {
         }
         self.seal_and_write(true)?;
         if let Some((signer, chain)) = self.signer.take() {
-            let signature = signer.sign(&chain.message())?;
-            if signature.len() != signer.signature_len() {
-                return Err(
-                    SignatureError::SigningFailed("signature of unexpected length".into()).into(),
-                );
-            }
+            let signature = sign_chain(signer, chain)?;
             self.output.write_all(&signature)?;
         }
         self.output.flush()?;
@@ -268,16 +457,17 @@ impl<W: Write> Write for SealWriter<'_, W> {
         }
         let mut rest = data;
         while !rest.is_empty() {
-            if self.batch.len() == self.batch_cap {
+            if self.batch_full() {
                 // More plaintext follows, so none of these chunks is the last.
                 if let Err(e) = self.seal_and_write(false) {
-                    self.failed = true;
-                    return Err(e.into_io());
+                    return self.fail(e);
                 }
             }
-            let take = rest.len().min(self.batch_cap - self.batch.len());
-            self.batch.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
+            let slot = self.slot();
+            let n = slot.len().min(rest.len());
+            slot[..n].copy_from_slice(&rest[..n]);
+            self.plain += n;
+            rest = &rest[n..];
         }
         Ok(data.len())
     }
@@ -298,8 +488,12 @@ pub struct OpenReader<'a, R: Read> {
     key: Box<dyn Aes256GcmKey>,
     chunk_size: usize,
     signature_len: usize,
+    /// Sealed bytes read so far; grows to one batch and a lookahead, then is reused.
     buf: Vec<u8>,
+    filled: usize,
+    /// Bytes of `buf` the current batch occupies.
     batch_len: usize,
+    /// Plaintext of the current batch not yet released.
     ranges: Vec<Range<usize>>,
     range: usize,
     next_index: u64,
@@ -315,13 +509,13 @@ impl<'a, R: Read> OpenReader<'a, R> {
         header: &Header,
         verifier: Option<&'a dyn Verifier>,
     ) -> Self {
-        let chunk_size = header.preamble.chunk_size as usize;
         OpenReader {
             input,
             key,
-            chunk_size,
+            chunk_size: header.preamble.chunk_size as usize,
             signature_len: header.signature_len(),
             buf: Vec::new(),
+            filled: 0,
             batch_len: 0,
             ranges: Vec::new(),
             range: 0,
@@ -332,106 +526,117 @@ impl<'a, R: Read> OpenReader<'a, R> {
         }
     }
 
-    /// Reads until `buf` holds `target` bytes or the input ends; returns whether it ended.
-    /// The buffer grows with what arrives, so a small envelope costs a small buffer.
-    fn fill(&mut self, target: usize) -> Result<bool, Error> {
-        let want = target.saturating_sub(self.buf.len());
-        self.buf.reserve(want.min(BATCH_BYTES));
-        let got = (&mut self.input)
-            .take(want as u64)
-            .read_to_end(&mut self.buf)?;
-        Ok(got < want)
-    }
-
     fn next_batch(&mut self) -> Result<(), Error> {
-        self.buf.drain(..self.batch_len);
+        self.buf.copy_within(self.batch_len..self.filled, 0);
+        self.filled -= self.batch_len;
+        self.batch_len = 0;
         self.ranges.clear();
         self.range = 0;
         let stride = self.chunk_size + TAG_LEN;
         let full = chunks_per_batch(self.chunk_size) * stride;
-        let ended = self.fill(full + self.signature_len + 1)?;
-        let want_digests = self.verifier.is_some();
+        // A batch is known not to be the last only when more than a signature follows it.
+        let ended = fill(&mut self.input, &mut self.buf, &mut self.filled, full + self.signature_len + 1)?;
         let (body_len, ends_envelope) = if ended {
             let body = self
-                .buf
-                .len()
+                .filled
                 .checked_sub(self.signature_len)
                 .ok_or(IntegrityError::Length)?;
-            let stride = stride as u64;
-            let last = (body as u64) % stride;
+            let last = body % stride;
             // A chunk needs a tag and (unless the whole envelope is empty) a plaintext byte.
             let empty_envelope = self.next_index == 0 && body == TAG_LEN;
-            if body == 0 || (!empty_envelope && last != 0 && last <= TAG_LEN as u64) {
+            if body == 0 || (!empty_envelope && last != 0 && last <= TAG_LEN) {
                 return Err(IntegrityError::Length.into());
             }
             (body, true)
         } else {
             (full, false)
         };
-        let OpenedBatch {
-            plaintext: ranges,
-            digests,
-        } = open_batch(
+        let digests = open_chunks(
             self.key.as_ref(),
-            &mut self.buf[..body_len],
+            OpenTarget::InPlace(&mut self.buf[..body_len]),
             self.chunk_size,
             self.next_index,
             ends_envelope,
-            want_digests,
+            self.verifier.is_some(),
         )?;
-        self.next_index += ranges.len() as u64;
+        self.next_index += body_len.div_ceil(stride) as u64;
         if let Some((_, chain)) = &mut self.verifier {
             chain.add(&digests);
         }
         if ends_envelope {
             if let Some((verifier, chain)) = self.verifier.take() {
-                let signature = &self.buf[body_len..];
+                let signature = &self.buf[body_len..self.filled];
                 if let Err(e) = verifier.verify(&chain.message(), signature) {
-                    self.buf.fill(0);
+                    self.buf[..body_len].fill(0);
                     return Err(e);
                 }
             }
             self.done = true;
         }
-        self.batch_len = body_len + if ends_envelope { self.signature_len } else { 0 };
-        self.ranges = ranges;
+        self.batch_len = if ends_envelope { self.filled } else { body_len };
+        self.ranges = plaintext_ranges(body_len, self.chunk_size).collect();
         Ok(())
+    }
+
+    /// Advances to the next batch unless the current one still has plaintext; returns false
+    /// at the end. After a failure every call fails.
+    fn ensure_plaintext(&mut self) -> Result<bool, Error> {
+        if self.failed {
+            return Err(Error::misuse(
+                "the envelope failed to open earlier; nothing more is released",
+            ));
+        }
+        loop {
+            while self.ranges.get(self.range).is_some_and(|r| r.is_empty()) {
+                self.range += 1;
+            }
+            if self.range < self.ranges.len() {
+                return Ok(true);
+            }
+            if self.done {
+                return Ok(false);
+            }
+            if let Err(e) = self.next_batch() {
+                self.failed = true;
+                self.ranges.clear();
+                return Err(e);
+            }
+        }
+    }
+
+    /// Writes all remaining plaintext to `output` straight from the decrypted batches (no
+    /// intermediate copy), verifying everything; returns the number of bytes written.
+    pub fn copy_to<W: Write>(&mut self, output: &mut W) -> Result<u64, Error> {
+        let mut total = 0;
+        while self.ensure_plaintext()? {
+            for r in &mut self.ranges[self.range..] {
+                output.write_all(&self.buf[r.clone()])?;
+                total += r.len() as u64;
+                r.start = r.end;
+            }
+        }
+        Ok(total)
     }
 
     /// Reads to the end, verifying everything, and returns the number of plaintext bytes.
     pub fn verify_to_end(&mut self) -> Result<u64, Error> {
-        io::copy(self, &mut io::sink()).map_err(Error::from_io)
+        self.copy_to(&mut io::sink())
     }
 }
 
 impl<R: Read> Read for OpenReader<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(Error::misuse(
-                "the envelope failed to open earlier; nothing more is released",
-            )
-            .into_io());
+        if out.is_empty() {
+            return Ok(0);
         }
-        loop {
-            if let Some(r) = self.ranges.get_mut(self.range) {
-                if r.start >= r.end {
-                    self.range += 1;
-                    continue;
-                }
-                let n = out.len().min(r.len());
-                out[..n].copy_from_slice(&self.buf[r.start..r.start + n]);
-                r.start += n;
-                return Ok(n);
-            }
-            if self.done || out.is_empty() {
-                return Ok(0);
-            }
-            if let Err(e) = self.next_batch() {
-                self.failed = true;
-                self.ranges.clear();
-                return Err(e.into_io());
-            }
+        if !self.ensure_plaintext().map_err(Error::into_io)? {
+            return Ok(0);
         }
+        let r = &mut self.ranges[self.range];
+        let n = out.len().min(r.len());
+        out[..n].copy_from_slice(&self.buf[r.start..r.start + n]);
+        r.start += n;
+        Ok(n)
     }
 }
 
