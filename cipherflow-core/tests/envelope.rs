@@ -716,3 +716,43 @@ proptest! {
         prop_assert_eq!(Opener::new(alice()).open_bytes(&sealed).unwrap(), plaintext);
     }
 }
+
+#[test]
+fn in_memory_fast_paths_reuse_buffers_and_release_nothing_on_failure() {
+    let plaintext = data(3 * 1024 * 1024 + 5);
+    let sealer = Sealer::new(&[alice().public_key()]).signer(producer());
+    let mut sealed = Vec::new();
+    sealer.seal_to_vec(&plaintext, &mut sealed).unwrap();
+    let first = sealed.clone();
+    // A shorter envelope into the same buffer: nothing of the old one survives.
+    sealer.seal_to_vec(&data(10), &mut sealed).unwrap();
+    assert_eq!(
+        inspect(&sealed[..]).unwrap().envelope_len,
+        sealed.len() as u64
+    );
+    assert_eq!(Opener::new(alice()).open_bytes(&sealed).unwrap(), data(10));
+
+    let opener = Opener::new(alice()).require_signer(producer().verifying_key());
+    let mut out = vec![1u8; 50];
+    opener.open_to_vec(&first, &mut out).unwrap();
+    assert!(out == plaintext);
+    let n = first.len();
+    let mut bad_chunk = first.clone();
+    bad_chunk[n / 2] ^= 1;
+    assert!(matches!(
+        opener.open_to_vec(&bad_chunk, &mut out).unwrap_err(),
+        Error::Integrity(IntegrityError::Chunk(1))
+    ));
+    assert!(out.is_empty());
+    let mut bad_signature = first.clone();
+    bad_signature[n - 1] ^= 1;
+    out = vec![1u8; 5];
+    assert!(matches!(
+        opener.open_to_vec(&bad_signature, &mut out).unwrap_err(),
+        Error::Signature(SignatureError::Invalid)
+    ));
+    assert!(out.is_empty());
+    out = vec![1u8; 5];
+    assert!(opener.open_to_vec(&first[..100], &mut out).is_err());
+    assert!(out.is_empty());
+}

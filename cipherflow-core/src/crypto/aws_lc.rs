@@ -61,6 +61,28 @@ impl Aes256GcmKey for Key {
         }
         Ok(())
     }
+
+    fn open_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let result = self.0.open_separate_gather(
+            Nonce::assume_unique_for_key(*nonce),
+            Aad::from(aad),
+            ciphertext,
+            tag,
+            out,
+        );
+        if result.is_err() {
+            out.fill(0);
+            return Err(CryptoError);
+        }
+        Ok(())
+    }
 }
 
 impl Backend for AwsLc {

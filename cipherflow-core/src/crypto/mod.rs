@@ -60,6 +60,20 @@ pub trait Aes256GcmKey: Send + Sync {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), CryptoError>;
+
+    /// Verifies `tag` and decrypts `ciphertext` into `out` (same length). On failure `out`
+    /// holds no plaintext. Backends that can decrypt out of place do it in one pass.
+    fn open_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8; TAG_LEN],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        out.copy_from_slice(ciphertext);
+        self.open_in_place(nonce, aad, out, tag)
+    }
 }
 
 /// A cryptographic library, as the envelope sees it.

@@ -424,6 +424,23 @@ fn aes_gcm_cross_backend() {
             kb.open_in_place(&nonce, &aad, &mut buf, &tag_a)
                 .expect("opens");
             assert_eq!(buf, pt);
+            // Out of place too; a refusal leaves no plaintext in `out`.
+            let mut out = vec![0xAA; len];
+            kb.open_to(&nonce, &aad, &ct_a, &tag_a, &mut out)
+                .expect("opens out of place");
+            assert_eq!(out, pt);
+            let mut bad_tag = tag_a;
+            bad_tag[0] ^= 1;
+            let mut out = vec![0xAA; len];
+            assert_eq!(
+                kb.open_to(&nonce, &aad, &ct_a, &bad_tag, &mut out),
+                Err(CryptoError)
+            );
+            assert!(
+                out.iter().all(|&x| x == 0),
+                "{}: open_to released bytes",
+                b.name()
+            );
 
             // Tampering anywhere is refused, and the refusal releases no bytes.
             let refused = |nonce: &[u8; NONCE_LEN], aad: &[u8], ct: &[u8], tag: &[u8; TAG_LEN]| {

@@ -111,15 +111,16 @@ impl<'a> Sealer<'a> {
     pub fn seal_to_vec(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         let (data_key, file_id) = fresh_key_and_file_id()?;
         let prepared = self.prepare(data_key, file_id)?;
-        let header_len = prepared.header.len();
-        out.truncate(header_len);
-        if out.len() < header_len {
-            out.resize(header_len, 0);
-        }
-        out.copy_from_slice(&prepared.header);
         let signer = self.signer.map(|s| (s, prepared.preamble()));
         let key = self.backend.aes256gcm(&prepared.payload_key);
-        stream::seal_body_into(key.as_ref(), plaintext, self.chunk_size, signer, out, header_len)
+        stream::seal_into(
+            key.as_ref(),
+            &prepared.header,
+            plaintext,
+            self.chunk_size,
+            signer,
+            out,
+        )
     }
 
     /// Everything up to the body: checks, key schedule, wrapped keys, header bytes.
@@ -311,9 +312,8 @@ impl<'a> Opener<'a> {
     /// failure `out` is left empty. The fastest path for data already in memory: every chunk
     /// is copied out and opened by one worker, on all cores.
     pub fn open_to_vec(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        out.clear();
         let mut input = envelope;
-        let (header, _, keys) = self.authenticate(&mut input)?;
+        let (header, _, keys) = self.authenticate(&mut input).inspect_err(|_| out.clear())?;
         let key = self.backend.aes256gcm(&keys.payload);
         stream::open_body_into(key.as_ref(), input, &header, self.verifier, out)
     }

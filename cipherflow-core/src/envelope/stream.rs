@@ -85,10 +85,10 @@ fn seal_chunks(
 ) -> Vec<[u8; 32]> {
     let stride = chunk_size + TAG_LEN;
     let n = sealed.len().div_ceil(stride);
-    let digests = sealed
+    sealed
         .par_chunks_mut(stride)
         .enumerate()
-        .map(|(j, piece)| {
+        .filter_map(|(j, piece)| {
             let (chunk, tag_slot) = piece.split_at_mut(piece.len() - TAG_LEN);
             if let Some(source) = source {
                 chunk.copy_from_slice(&source[j * chunk_size..j * chunk_size + chunk.len()]);
@@ -98,9 +98,11 @@ fn seal_chunks(
             tag_slot.copy_from_slice(&tag);
             want_digests.then(|| digest_sealed(piece))
         })
-        .collect::<Vec<_>>();
-    digests.into_iter().flatten().collect()
+        .collect()
 }
+
+/// One chunk opened: its digest if asked for, or the index of a chunk that failed.
+type ChunkResult = Result<Option<[u8; 32]>, u64>;
 
 /// Where [`open_chunks`] puts plaintext.
 enum OpenTarget<'b> {
@@ -122,17 +124,18 @@ fn open_chunks(
     want_digests: bool,
 ) -> Result<Vec<[u8; 32]>, IntegrityError> {
     let stride = chunk_size + TAG_LEN;
-    let open_one = |j: usize, n: usize, digest: Option<[u8; 32]>, tag: [u8; TAG_LEN], chunk: &mut [u8]| {
-        let index = first + j as u64;
-        let last = ends_envelope && j + 1 == n;
-        key.open_in_place(&nonce(index, last), &[], chunk, &tag)
-            .map(|()| digest)
-            .map_err(|_| index)
-    };
+    let open_one =
+        |j: usize, n: usize, digest: Option<[u8; 32]>, tag: [u8; TAG_LEN], chunk: &mut [u8]| {
+            let index = first + j as u64;
+            let last = ends_envelope && j + 1 == n;
+            key.open_in_place(&nonce(index, last), &[], chunk, &tag)
+                .map(|()| digest)
+                .map_err(|_| index)
+        };
     let tag_of = |piece: &[u8]| -> [u8; TAG_LEN] {
         piece[piece.len() - TAG_LEN..].try_into().expect("16 bytes")
     };
-    let (results, written): (Vec<Result<Option<[u8; 32]>, u64>>, &mut [u8]) = match target {
+    let (results, written): (Vec<ChunkResult>, &mut [u8]) = match target {
         // An empty plaintext still has one chunk (a bare tag) to verify; `out` has no
         // chunk to pair it with, so it must not be skipped.
         OpenTarget::Into { sealed, out } if out.is_empty() => {
@@ -146,9 +149,13 @@ fn open_chunks(
                 .zip(sealed.par_chunks(stride))
                 .enumerate()
                 .map(|(j, (chunk, piece))| {
-                    chunk.copy_from_slice(&piece[..piece.len() - TAG_LEN]);
                     let digest = want_digests.then(|| digest_sealed(piece));
-                    open_one(j, n, digest, tag_of(piece), chunk)
+                    let index = first + j as u64;
+                    let last = ends_envelope && j + 1 == n;
+                    let ciphertext = &piece[..piece.len() - TAG_LEN];
+                    key.open_to(&nonce(index, last), &[], ciphertext, &tag_of(piece), chunk)
+                        .map(|()| digest)
+                        .map_err(|_| index)
                 })
                 .collect();
             (results, out)
@@ -225,27 +232,38 @@ fn set_len(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-/// Appends the body (and signature) of `plaintext` to `out` after its header, in one parallel
-/// pass: each worker copies its chunk into place and seals it there.
-pub(crate) fn seal_body_into(
+/// Writes `header`, then the body and signature of `plaintext`, over `out` (reusing its
+/// memory: nothing is zero-filled that was there before), in one parallel pass: each worker
+/// copies its chunk into place and seals it there.
+pub(crate) fn seal_into(
     key: &dyn Aes256GcmKey,
+    header: &[u8],
     plaintext: &[u8],
     chunk_size: usize,
     signer: Option<(&dyn Signer, &[u8])>,
     out: &mut Vec<u8>,
-    body_start: usize,
 ) -> Result<(), Error> {
-    let body_len = sealed_len(plaintext.len(), chunk_size);
-    if body_len.div_ceil(chunk_size + TAG_LEN) as u64 > MAX_CHUNKS {
+    let chunks = plaintext.len().div_ceil(chunk_size).max(1) as u64;
+    if chunks > MAX_CHUNKS {
         return Err(Error::Limit {
             what: "chunk count",
-            value: plaintext.len().div_ceil(chunk_size) as u64,
+            value: chunks,
             limit: MAX_CHUNKS,
         });
     }
-    set_len(out, body_start + body_len);
-    let body = &mut out[body_start..];
-    let digests = seal_chunks(key, body, Some(plaintext), chunk_size, 0, true, signer.is_some());
+    let body_len = sealed_len(plaintext.len(), chunk_size);
+    set_len(out, header.len() + body_len);
+    out[..header.len()].copy_from_slice(header);
+    let body = &mut out[header.len()..];
+    let digests = seal_chunks(
+        key,
+        body,
+        Some(plaintext),
+        chunk_size,
+        0,
+        true,
+        signer.is_some(),
+    );
     if let Some((signer, preamble)) = signer {
         let mut chain = SignatureChain::new(preamble);
         chain.add(&digests);
@@ -254,8 +272,8 @@ pub(crate) fn seal_body_into(
     Ok(())
 }
 
-/// Opens a whole body (and checks the signature) into `out`, in one parallel pass. Leaves
-/// `out` empty unless everything verified.
+/// Opens a whole body (and checks the signature) into `out`, reusing its memory, in one
+/// parallel pass. On any failure `out` is wiped and left empty.
 pub(crate) fn open_body_into(
     key: &dyn Aes256GcmKey,
     rest: &[u8],
@@ -263,37 +281,39 @@ pub(crate) fn open_body_into(
     verifier: Option<&dyn Verifier>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    let chunk_size = header.preamble.chunk_size as usize;
-    let body_len = rest
-        .len()
-        .checked_sub(header.signature_len())
-        .ok_or(IntegrityError::Length)?;
-    let chunks = chunk_count(body_len as u64, chunk_size)?;
-    let (body, signature) = rest.split_at(body_len);
-    set_len(out, body_len - chunks as usize * TAG_LEN);
-    let target = OpenTarget::Into { sealed: body, out };
-    let digests = match open_chunks(key, target, chunk_size, 0, true, verifier.is_some()) {
-        Ok(d) => d,
-        Err(e) => {
-            out.clear();
-            return Err(e.into());
+    let result = (|| {
+        let chunk_size = header.preamble.chunk_size as usize;
+        let body_len = rest
+            .len()
+            .checked_sub(header.signature_len())
+            .ok_or(IntegrityError::Length)?;
+        let chunks = chunk_count(body_len as u64, chunk_size)?;
+        let (body, signature) = rest.split_at(body_len);
+        set_len(out, body_len - chunks as usize * TAG_LEN);
+        let target = OpenTarget::Into { sealed: body, out };
+        let digests = open_chunks(key, target, chunk_size, 0, true, verifier.is_some())?;
+        if let Some(verifier) = verifier {
+            let mut chain = SignatureChain::new(&header.preamble_bytes);
+            chain.add(&digests);
+            verifier.verify(&chain.message(), signature)?;
         }
-    };
-    if let Some(verifier) = verifier {
-        let mut chain = SignatureChain::new(&header.preamble_bytes);
-        chain.add(&digests);
-        if let Err(e) = verifier.verify(&chain.message(), signature) {
-            out.fill(0);
-            out.clear();
-            return Err(e);
-        }
+        Ok(())
+    })();
+    if result.is_err() {
+        out.fill(0);
+        out.clear();
     }
-    Ok(())
+    result
 }
 
 /// Reads into `buf[*filled..target]` (growing `buf` as data arrives, never re-zeroing what it
 /// had) until `target` bytes are there or the input ends; returns whether it ended.
-fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, filled: &mut usize, target: usize) -> io::Result<bool> {
+fn fill<R: Read>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    filled: &mut usize,
+    target: usize,
+) -> io::Result<bool> {
     while *filled < target {
         if *filled == buf.len() {
             let grown = (buf.len() * 2).max(64 << 10).min(target);
@@ -535,7 +555,12 @@ impl<'a, R: Read> OpenReader<'a, R> {
         let stride = self.chunk_size + TAG_LEN;
         let full = chunks_per_batch(self.chunk_size) * stride;
         // A batch is known not to be the last only when more than a signature follows it.
-        let ended = fill(&mut self.input, &mut self.buf, &mut self.filled, full + self.signature_len + 1)?;
+        let ended = fill(
+            &mut self.input,
+            &mut self.buf,
+            &mut self.filled,
+            full + self.signature_len + 1,
+        )?;
         let (body_len, ends_envelope) = if ended {
             let body = self
                 .filled
