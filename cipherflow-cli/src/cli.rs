@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use cipherflow_core::KeyId;
+use cipherflow_core::cdc::KeySpec;
 use cipherflow_core::envelope::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use clap::{Args, Parser, Subcommand};
 
@@ -45,6 +46,12 @@ pub enum Command {
     /// Add or remove recipients without touching the body (a producer signature stays valid).
     #[command(after_help = EXIT_CODES)]
     Rewrap(RewrapArgs),
+    /// Provenance ledger: append records, sign checkpoints, verify, prove (docs/LEDGER.md).
+    #[command(subcommand)]
+    Ledger(crate::ledger::LedgerCommand),
+    /// Apply DMS change files to a base snapshot sorted by key; write the new snapshot.
+    #[command(after_help = EXIT_CODES)]
+    Merge(MergeArgs),
 }
 
 /// `cipherflow keygen`.
@@ -146,6 +153,52 @@ pub struct RewrapArgs {
     /// Where to write the rewrapped envelope (must not be IN).
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
+}
+
+/// `cipherflow merge` (semantics: docs/MERGE.md).
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The primary key: COL[:TYPE][,COL[:TYPE]...], TYPE one of string (default), int64,
+    /// decimal, timestamp. Rows are sorted by it, typed.
+    #[arg(long, value_name = "COL[:TYPE],...", required = true, value_delimiter = ',', value_parser = parse_key_spec)]
+    pub key: Vec<KeySpec>,
+    /// The current snapshot: CSV with the table's header, sorted by the key (as `merge`
+    /// writes it). Its header defines the table's columns.
+    #[arg(long, value_name = "BASE.csv")]
+    pub base: PathBuf,
+    /// Where to write the new snapshot (replaced only on success).
+    #[arg(long, value_name = "OUT.csv")]
+    pub out: PathBuf,
+    /// The change files' column names, when they have no header row (e.g. Op,ts,id,...).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub change_columns: Vec<String>,
+    /// The change-sequence column [default: AR_H_CHANGE_SEQ, where present].
+    #[arg(long, value_name = "NAME")]
+    pub seq_column: Option<String>,
+    /// The commit-timestamp column (DMS TimestampColumnName), where present.
+    #[arg(long, value_name = "NAME")]
+    pub timestamp_column: Option<String>,
+    /// The field that means null (DMS CsvNullValue).
+    #[arg(long, value_name = "WORD", default_value = "")]
+    pub null_value: String,
+    /// The field that means "not logged, keep the old value" (DMS CsvNoSupValue).
+    #[arg(long, value_name = "WORD")]
+    pub no_sup_value: Option<String>,
+    /// Reject mode: write bad change rows, with reasons, to this CSV file and apply the
+    /// rest. Without it, any bad row refuses the whole merge.
+    #[arg(long, value_name = "REJECTS.csv")]
+    pub reject: Option<PathBuf>,
+    /// DMS change files (CSV, or gzip-compressed CSV), applied by ordering key, not by
+    /// their order here.
+    #[arg(value_name = "CHANGES", required = true)]
+    pub changes: Vec<PathBuf>,
+}
+
+fn parse_key_spec(s: &str) -> Result<KeySpec, String> {
+    match KeySpec::parse_list(s)?.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(format!("bad key column {s:?}")),
+    }
 }
 
 fn parse_bits(s: &str) -> Result<usize, String> {

@@ -6,6 +6,8 @@
 
 mod cli;
 mod error;
+mod ledger;
+mod merge;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -48,6 +50,8 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Open(args) => open(args),
         Command::Inspect(args) => inspect(args),
         Command::Rewrap(args) => rewrap(args),
+        Command::Ledger(command) => ledger::run(command),
+        Command::Merge(args) => merge::merge(args),
     }
 }
 

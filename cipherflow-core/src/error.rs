@@ -52,6 +52,12 @@ pub enum Error {
     /// A key file could not be used.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The provenance ledger is malformed, failed verification, or a proof did not verify.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// A CDC input or base snapshot is malformed; says which object, line and column.
+    #[error(transparent)]
+    Cdc(#[from] crate::cdc::CdcError),
     /// The caller asked for something the API does not allow.
     #[error("misuse: {0}")]
     Misuse(std::borrow::Cow<'static, str>),

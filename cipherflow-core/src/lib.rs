@@ -25,10 +25,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cdc;
 pub mod crypto;
 pub mod envelope;
 mod error;
 mod keys;
+pub mod ledger;
+pub mod merge;
 mod sign;
 
 pub use crypto::SignatureAlgorithm;
@@ -40,4 +43,4 @@ pub use keys::{
     KeyId, KeyUnwrapper, KeyWrapper, MAX_RSA_BITS, MIN_RSA_BITS, RsaPrivateKey, RsaPublicKey,
     WrapAlgorithm,
 };
-pub use sign::{Signer, SigningKey, Verifier, VerifyingKey};
+pub use sign::{Signer, SigningKey, Verifier, VerifierClone, VerifyingKey};

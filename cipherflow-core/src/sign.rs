@@ -59,13 +59,26 @@ pub trait Signer: Send + Sync {
 }
 
 /// Checks producer signatures.
-pub trait Verifier: Send + Sync {
+pub trait Verifier: Send + Sync + VerifierClone {
     /// The key id this verifier trusts.
     fn key_id(&self) -> KeyId;
     /// The algorithm.
     fn algorithm(&self) -> SignatureAlgorithm;
     /// Verifies a signature over `message`.
     fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error>;
+}
+
+/// Lets a streaming opener keep its own copy of the verifier it was given, so the reader it
+/// returns borrows nothing. Implemented for every `Verifier + Clone`.
+pub trait VerifierClone {
+    /// A boxed copy of this verifier.
+    fn clone_verifier(&self) -> Box<dyn Verifier>;
+}
+
+impl<T: Verifier + Clone + 'static> VerifierClone for T {
+    fn clone_verifier(&self) -> Box<dyn Verifier> {
+        Box::new(self.clone())
+    }
 }
 
 /// A public signing key, for verification.

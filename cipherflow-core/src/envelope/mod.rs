@@ -295,7 +295,7 @@ impl<'a> Opener<'a> {
     }
 
     /// Authenticates the header and returns a reader of verified plaintext.
-    pub fn open_reader<R: Read>(&self, mut input: R) -> Result<OpenReader<'a, R>, Error> {
+    pub fn open_reader<R: Read>(&self, mut input: R) -> Result<OpenReader<R>, Error> {
         let (header, _, keys) = self.authenticate(&mut input)?;
         let key = self.backend.aes256gcm(&keys.payload);
         Ok(OpenReader::new(input, key, &header, self.verifier))

@@ -503,7 +503,7 @@ impl<W: Write> Write for SealWriter<'_, W> {
 /// batch is held back until the signature verified; earlier batches are released before
 /// (use [`crate::Opener::open_file`] or [`crate::Opener::open_bytes`] to release nothing
 /// until everything verified).
-pub struct OpenReader<'a, R: Read> {
+pub struct OpenReader<R: Read> {
     input: R,
     key: Box<dyn Aes256GcmKey>,
     chunk_size: usize,
@@ -518,16 +518,16 @@ pub struct OpenReader<'a, R: Read> {
     range: usize,
     next_index: u64,
     done: bool,
-    verifier: Option<(&'a dyn Verifier, SignatureChain)>,
+    verifier: Option<(Box<dyn Verifier>, SignatureChain)>,
     failed: bool,
 }
 
-impl<'a, R: Read> OpenReader<'a, R> {
+impl<R: Read> OpenReader<R> {
     pub(crate) fn new(
         input: R,
         key: Box<dyn Aes256GcmKey>,
         header: &Header,
-        verifier: Option<&'a dyn Verifier>,
+        verifier: Option<&dyn Verifier>,
     ) -> Self {
         OpenReader {
             input,
@@ -541,7 +541,12 @@ impl<'a, R: Read> OpenReader<'a, R> {
             range: 0,
             next_index: 0,
             done: false,
-            verifier: verifier.map(|v| (v, SignatureChain::new(&header.preamble_bytes))),
+            verifier: verifier.map(|v| {
+                (
+                    v.clone_verifier(),
+                    SignatureChain::new(&header.preamble_bytes),
+                )
+            }),
             failed: false,
         }
     }
@@ -649,7 +654,7 @@ impl<'a, R: Read> OpenReader<'a, R> {
     }
 }
 
-impl<R: Read> Read for OpenReader<'_, R> {
+impl<R: Read> Read for OpenReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);

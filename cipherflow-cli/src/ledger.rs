@@ -1,0 +1,425 @@
+//! `cipherflow ledger`: the provenance ledger from the command line (`docs/LEDGER.md`).
+//!
+//! The arguments live here rather than in `cli.rs` so the ledger's command surface stays in
+//! one file; `cli.rs` only names the subcommand.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cipherflow_core::ledger::cloudtrail;
+use cipherflow_core::ledger::custody::custody_report;
+use cipherflow_core::ledger::{
+    Actor, Bundle, Kind, Ledger, LedgerError, Link, ObjectRef, Record, TrustedKey, TrustedKeys,
+    format_rfc3339,
+};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::error::{Context, Error};
+use crate::{load_signing, load_verifying, print_json};
+
+/// `cipherflow ledger ...`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Create an empty ledger folder.
+    Init(InitArgs),
+    /// Hash FILE and append a record for it; prints its index and leaf hash as JSON.
+    Add(Box<AddArgs>),
+    /// Sign a checkpoint (origin, size, root hash, time) of the whole ledger.
+    Checkpoint(CheckpointArgs),
+    /// Verify every record, checkpoint and link; on failure, name the first bad index.
+    Verify(VerifyArgs),
+    /// Show a summary, or one record as JSON.
+    Show(ShowArgs),
+    /// Print an offline proof bundle (checkpoint + record + inclusion proof) as JSON.
+    Prove(ProveArgs),
+    /// Check an offline proof bundle with a public key alone.
+    CheckProof(CheckProofArgs),
+    /// Join the ledger with CloudTrail logs / S3 notifications: a chain-of-custody report.
+    Custody(CustodyArgs),
+}
+
+/// `cipherflow ledger init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The ledger folder (created; must be empty).
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// The log's name, the first line of every checkpoint (e.g. example.com/ledger/prod).
+    #[arg(long, value_name = "NAME")]
+    pub origin: String,
+}
+
+/// `cipherflow ledger add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// What happened: landed, batch-applied, snapshot-sealed, shared, rewrapped,
+    /// observed-by-cloudtrail.
+    #[arg(long, value_parser = parse_kind, default_value = "landed")]
+    pub kind: Kind,
+    /// The store.
+    #[arg(long, default_value = "s3")]
+    pub store: String,
+    /// The bucket.
+    #[arg(long, value_name = "B")]
+    pub bucket: String,
+    /// The object key, raw (not URL-encoded).
+    #[arg(long, value_name = "KEY")]
+    pub object_key: String,
+    /// The store's version id.
+    #[arg(long, value_name = "V")]
+    pub version_id: Option<String>,
+    /// The store's ETag.
+    #[arg(long)]
+    pub etag: Option<String>,
+    /// The principal's ARN.
+    #[arg(long, value_name = "ARN")]
+    pub principal: String,
+    /// The role that issued the principal's session.
+    #[arg(long, value_name = "ARN")]
+    pub issuer: Option<String>,
+    /// Source IP address.
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<String>,
+    /// User agent.
+    #[arg(long, value_name = "UA")]
+    pub user_agent: Option<String>,
+    /// The pipeline step.
+    #[arg(long, default_value = "ledger add")]
+    pub step: String,
+    /// Event time in milliseconds since the Unix epoch [default: now].
+    #[arg(long, value_name = "UNIX_MS")]
+    pub time_ms: Option<u64>,
+    /// Index of an earlier record this one was made from; repeat for several.
+    #[arg(long = "input", value_name = "INDEX")]
+    pub inputs: Vec<u64>,
+    /// The object's bytes, hashed as they landed.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `cipherflow ledger checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// The signing key (ECDSA P-256 or RSA private key).
+    #[arg(long, value_name = "SIGNER.pem")]
+    pub sign_key: PathBuf,
+    /// The checkpoint's stated time in seconds since the Unix epoch [default: now].
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub time: Option<u64>,
+}
+
+/// `cipherflow ledger verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// A public key trusted to sign checkpoints; repeat for several (rotated keys).
+    #[arg(long = "trusted-key", value_name = "PUB.pem", required = true)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Accept records after the latest signed checkpoint (checked for form, order and
+    /// links only). Without it, such records fail verification.
+    #[arg(long)]
+    pub allow_unsigned_tail: bool,
+}
+
+/// `cipherflow ledger show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// Show this record.
+    #[arg(long, value_name = "N")]
+    pub index: Option<u64>,
+}
+
+/// `cipherflow ledger prove`.
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// The record to prove (under the latest checkpoint).
+    #[arg(long, value_name = "N")]
+    pub index: u64,
+}
+
+/// `cipherflow ledger check-proof`.
+#[derive(Debug, Args)]
+pub struct CheckProofArgs {
+    /// A public key trusted to sign checkpoints; repeat for several.
+    #[arg(long = "trusted-key", value_name = "PUB.pem", required = true)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// The bundle, as `ledger prove` prints it (`-` for stdin).
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+}
+
+/// `cipherflow ledger custody`.
+#[derive(Debug, Args)]
+pub struct CustodyArgs {
+    /// The ledger folder.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: PathBuf,
+    /// CloudTrail log files (`.json` or `.json.gz`) or S3 notification messages, or folders
+    /// of them (read recursively); repeat for several.
+    #[arg(long, value_name = "FILE_OR_DIR", required = true, num_args = 1..)]
+    pub cloudtrail: Vec<PathBuf>,
+    /// A principal or role ARN allowed to act on the objects; repeat for several. Without
+    /// any, principals are not checked.
+    #[arg(long = "allow-principal", value_name = "ARN")]
+    pub allow_principals: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    Kind::from_name(s).ok_or_else(|| format!("unknown record kind {s:?}"))
+}
+
+/// Runs one `ledger` subcommand.
+pub fn run(command: LedgerCommand) -> Result<(), Error> {
+    match command {
+        LedgerCommand::Init(args) => init(args),
+        LedgerCommand::Add(args) => add(*args),
+        LedgerCommand::Checkpoint(args) => checkpoint(args),
+        LedgerCommand::Verify(args) => verify(args),
+        LedgerCommand::Show(args) => show(args),
+        LedgerCommand::Prove(args) => prove(args),
+        LedgerCommand::CheckProof(args) => check_proof(args),
+        LedgerCommand::Custody(args) => custody(args),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Result<Ledger, Error> {
+    Ledger::open(dir).context(|| format!("opening ledger {}", dir.display()))
+}
+
+fn now() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn init(args: InitArgs) -> Result<(), Error> {
+    let ledger = Ledger::init(&args.ledger, &args.origin)
+        .context(|| format!("creating ledger {}", args.ledger.display()))?;
+    print_json(&json!({ "origin": ledger.origin(), "records": 0 }))
+}
+
+fn add(args: AddArgs) -> Result<(), Error> {
+    let mut ledger = open(&args.ledger)?;
+    let mut inputs = args.inputs.clone();
+    inputs.sort_unstable();
+    inputs.dedup();
+    let inputs = inputs
+        .into_iter()
+        .map(|index| {
+            let leaf_hash = ledger.tree().leaf(index).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--input {index}: the ledger has {} records",
+                    ledger.len()
+                ))
+            })?;
+            Ok(Link { index, leaf_hash })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let object = ObjectRef {
+        version_id: args.version_id,
+        etag: args.etag,
+        ..ObjectRef::of_file(&args.store, &args.bucket, &args.object_key, &args.file)
+            .context(|| format!("hashing {}", args.file.display()))?
+    };
+    let record = Record {
+        sequence: 0,
+        kind: args.kind,
+        time_ms: args.time_ms.unwrap_or_else(|| now().as_millis() as u64),
+        object,
+        actor: Actor {
+            principal: args.principal,
+            issuer: args.issuer,
+            source_ip: args.source_ip,
+            user_agent: args.user_agent,
+        },
+        step: args.step,
+        tool_version: concat!("cipherflow ", env!("CARGO_PKG_VERSION")).into(),
+        inputs,
+    };
+    let (index, leaf_hash) = ledger
+        .append(record)
+        .context(|| format!("appending to ledger {}", args.ledger.display()))?;
+    print_json(&json!({ "index": index, "leaf_hash": hex_encode(&leaf_hash) }))
+}
+
+fn checkpoint(args: CheckpointArgs) -> Result<(), Error> {
+    let signer = load_signing(&args.sign_key)?;
+    let mut ledger = open(&args.ledger)?;
+    let time = args.time.unwrap_or_else(|| now().as_secs());
+    let note = ledger
+        .checkpoint(&signer, time)
+        .context(|| format!("signing a checkpoint of {}", args.ledger.display()))?;
+    print_json(&json!({
+        "size": ledger.len(),
+        "root_hash": hex_encode(&ledger.tree().root()),
+        "time": format_rfc3339(time.saturating_mul(1000)),
+        "checkpoint": note,
+    }))
+}
+
+fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, Error> {
+    let mut keys = TrustedKeys::new();
+    for path in paths {
+        keys = keys.with(TrustedKey::new(load_verifying(path)?));
+    }
+    Ok(keys)
+}
+
+fn verify(args: VerifyArgs) -> Result<(), Error> {
+    let keys = trusted(&args.trusted_keys)?;
+    let context = || format!("verifying ledger {}", args.ledger.display());
+    let report = Ledger::verify(&args.ledger, &keys).context(context)?;
+    if report.records > report.signed_size && !args.allow_unsigned_tail {
+        return Err(Error::core(
+            context(),
+            LedgerError::BadRecord {
+                index: report.signed_size,
+                reason: "not covered by any signed checkpoint (sign one, or pass \
+                         --allow-unsigned-tail)"
+                    .into(),
+            }
+            .into(),
+        ));
+    }
+    print_json(&json!({
+        "origin": report.origin,
+        "records": report.records,
+        "checkpoints": report.checkpoints,
+        "signed_size": report.signed_size,
+        "root_hash": report.latest.as_ref().map(|c| hex_encode(&c.root)),
+        "checkpoint_time": report.latest.as_ref().map(|c| format_rfc3339(c.time.saturating_mul(1000))),
+    }))
+}
+
+fn show(args: ShowArgs) -> Result<(), Error> {
+    let ledger = open(&args.ledger)?;
+    match args.index {
+        Some(index) => {
+            let (record, leaf_hash) = ledger
+                .record(index)
+                .context(|| format!("reading record {index}"))?;
+            let mut view = record.to_json();
+            view["leaf_hash"] = hex_encode(&leaf_hash).into();
+            print_json(&view)
+        }
+        None => print_json(&json!({
+            "origin": ledger.origin(),
+            "records": ledger.len(),
+            "root_hash": hex_encode(&ledger.tree().root()),
+            "latest_checkpoint": ledger.latest_checkpoint(),
+        })),
+    }
+}
+
+fn prove(args: ProveArgs) -> Result<(), Error> {
+    let ledger = open(&args.ledger)?;
+    let bundle = ledger
+        .prove(args.index)
+        .context(|| format!("proving record {}", args.index))?;
+    println!("{}", bundle.to_json());
+    Ok(())
+}
+
+fn check_proof(args: CheckProofArgs) -> Result<(), Error> {
+    let keys = trusted(&args.trusted_keys)?;
+    let label = args.bundle.display().to_string();
+    let mut text = String::new();
+    if args.bundle.as_os_str() == "-" {
+        io::stdin()
+            .read_to_string(&mut text)
+            .context(|| "reading stdin")?;
+    } else {
+        text = fs::read_to_string(&args.bundle).context(|| format!("reading {label}"))?;
+    }
+    let context = || format!("checking proof bundle {label}");
+    let bundle = Bundle::from_json(&text).context(context)?;
+    let (checkpoint, record) = bundle.verify(&keys).context(context)?;
+    print_json(&json!({
+        "verified": true,
+        "origin": checkpoint.origin,
+        "tree_size": checkpoint.size,
+        "root_hash": hex_encode(&checkpoint.root),
+        "checkpoint_time": format_rfc3339(checkpoint.time.saturating_mul(1000)),
+        "record": record.to_json(),
+    }))
+}
+
+fn custody(args: CustodyArgs) -> Result<(), Error> {
+    let ledger = open(&args.ledger)?;
+    let records = (0..ledger.len())
+        .map(|i| {
+            ledger
+                .record(i)
+                .map(|(r, _)| (i, r))
+                .context(|| format!("reading record {i}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut files = Vec::new();
+    for path in &args.cloudtrail {
+        collect_files(path, &mut files)?;
+    }
+    let mut events = Vec::new();
+    for file in files {
+        let bytes = fs::read(&file).context(|| format!("reading {}", file.display()))?;
+        events.extend(
+            cloudtrail::read_events(&bytes).context(|| format!("reading {}", file.display()))?,
+        );
+    }
+    let events = cloudtrail::dedupe_and_sort(events);
+    let report = custody_report(&records, &events, &args.allow_principals);
+    if args.json {
+        print_json(&report)
+    } else {
+        print!("{}", report.to_text());
+        Ok(())
+    }
+}
+
+/// `path` if a file, else every file under it (sorted, hidden names skipped).
+fn collect_files(path: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let meta = fs::metadata(path).context(|| format!("reading {}", path.display()))?;
+    if !meta.is_dir() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries = fs::read_dir(path)
+        .and_then(|d| {
+            d.map(|e| e.map(|e| e.path()))
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .context(|| format!("reading {}", path.display()))?;
+    entries.sort();
+    for entry in entries {
+        if !entry
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            collect_files(&entry, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,286 @@
+//! The delta-merge engine: last-writer-wins by [`OrderKey`] per primary key, deterministic
+//! snapshots, and a streaming sort-merge of a sorted base snapshot with a batch. The
+//! semantics are specified in `docs/MERGE.md`.
+//!
+//! [`MergeState`] holds, per key, the greatest ordering key seen, the greatest delete (a
+//! tombstone) and, per column, the latest value written with its ordering key. Folding a
+//! change in is a per-field maximum, so the state — and every snapshot written from it — does
+//! not depend on the order in which changes or batches arrive, nor on duplicates.
+//!
+//! ```
+//! use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema, read_dms};
+//! use cipherflow_core::merge::MergeState;
+//! let schema = TableSchema::new(
+//!     vec!["id".into(), "amount".into()],
+//!     &KeySpec::parse_list("id:int64").unwrap(),
+//! )
+//! .unwrap();
+//! let options = DmsOptions::default();
+//! let b1 = read_dms("b1.csv", &b"Op,id,amount\nI,2,7308.00\nI,10,1\n"[..], &schema, &options)?;
+//! let b2 = read_dms("b2.csv", &b"Op,id,amount\nD,10,\n"[..], &schema, &options)?;
+//! let mut state = MergeState::new(schema);
+//! state.apply(&b2);
+//! state.apply(&b1); // older: the delete still wins
+//! let mut out = Vec::new();
+//! state.write_snapshot(&mut out)?;
+//! assert_eq!(out, b"id,amount\n2,7308.00\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod sorted;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
+
+pub use sorted::{MergeStats, merge_sorted};
+
+/// What is known about one primary key: enough to resolve its row, whatever order the
+/// changes arrived in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowState {
+    /// The greatest ordering key of any change to this key, and whether that change was a
+    /// delete (a tombstone, when so).
+    last: (Arc<OrderKey>, bool),
+    /// The greatest ordering key of any delete.
+    deleted: Option<Arc<OrderKey>>,
+    /// Per column, the latest value written and its ordering key (shared by the cells one
+    /// change wrote).
+    cells: Vec<Option<Written>>,
+}
+
+/// A value written to a column, with the ordering key of the change that wrote it.
+type Written = (Arc<OrderKey>, Box<[u8]>);
+
+impl RowState {
+    fn new(columns: usize, change: &Change, order: Arc<OrderKey>) -> RowState {
+        let mut row = RowState {
+            last: (order.clone(), change.op == Op::Delete),
+            deleted: None,
+            cells: vec![None; columns],
+        };
+        row.apply(change, order);
+        row
+    }
+
+    /// Folds a change in. Every field is a maximum, so this commutes and is idempotent.
+    fn apply(&mut self, change: &Change, order: Arc<OrderKey>) {
+        let is_delete = change.op == Op::Delete;
+        if (&*order, is_delete) > (&*self.last.0, self.last.1) {
+            self.last = (order.clone(), is_delete);
+        }
+        if is_delete {
+            if self.deleted.as_ref().is_none_or(|d| *order > **d) {
+                self.deleted = Some(order);
+            }
+            return;
+        }
+        for (slot, cell) in self.cells.iter_mut().zip(&change.cells) {
+            let Cell::Value(bytes) = cell else { continue };
+            let newer = match slot {
+                None => true,
+                Some((old_order, old)) => (&*order, bytes) > (&**old_order, old),
+            };
+            if newer {
+                *slot = Some((order.clone(), bytes.clone()));
+            }
+        }
+    }
+
+    /// Whether the row is deleted (its latest change is a delete).
+    pub fn is_tombstone(&self) -> bool {
+        self.last.1
+    }
+
+    /// The greatest ordering key of any change to this key.
+    pub fn last_order(&self) -> &OrderKey {
+        &self.last.0
+    }
+
+    /// The row as it stands after these changes, applied on top of `base` (the row's fields
+    /// before any of them, if it existed); `None` if it is deleted. A column no surviving
+    /// change wrote keeps the base's value if no delete intervened, else is `null`.
+    pub fn resolve<'a>(
+        &'a self,
+        base: Option<&[&'a [u8]]>,
+        null: &'a [u8],
+    ) -> Option<Vec<&'a [u8]>> {
+        if self.last.1 {
+            return None;
+        }
+        let row = self
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| match cell {
+                Some((order, bytes)) if self.deleted.as_ref().is_none_or(|d| order > d) => {
+                    &bytes[..]
+                }
+                _ => match (&self.deleted, base) {
+                    (None, Some(base)) => base[c],
+                    _ => null,
+                },
+            })
+            .collect();
+        Some(row)
+    }
+}
+
+/// The merge state of one table: every key's [`RowState`], tombstones included, and the
+/// batches applied so far (by object name and SHA-256).
+#[derive(Debug, Clone)]
+pub struct MergeState {
+    schema: TableSchema,
+    rows: BTreeMap<Key, RowState>,
+    applied: BTreeSet<(Arc<str>, [u8; 32])>,
+}
+
+impl MergeState {
+    /// An empty table.
+    pub fn new(schema: TableSchema) -> MergeState {
+        MergeState {
+            schema,
+            rows: BTreeMap::new(),
+            applied: BTreeSet::new(),
+        }
+    }
+
+    /// The table's schema.
+    pub fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    /// Every key, in key order, tombstones included.
+    pub fn rows(&self) -> &BTreeMap<Key, RowState> {
+        &self.rows
+    }
+
+    /// Applies a validated batch; returns `false` (and changes nothing) if a batch with the
+    /// same object name and SHA-256 was applied before. Cannot fail: the batch was validated
+    /// whole when it was read, so a bad batch never reaches the state.
+    ///
+    /// # Panics
+    /// If a change has a different number of cells than the table has columns (it was read
+    /// with another schema).
+    pub fn apply(&mut self, batch: &ChangeBatch) -> bool {
+        if !self.applied.insert((batch.object.clone(), batch.sha256)) {
+            return false;
+        }
+        for change in &batch.changes {
+            self.apply_change(change);
+        }
+        true
+    }
+
+    /// Folds in one change (no batch bookkeeping).
+    pub fn apply_change(&mut self, change: &Change) {
+        let columns = self.schema.columns().len();
+        assert!(
+            change.op == Op::Delete || change.cells.len() == columns,
+            "change read with another schema"
+        );
+        let order = Arc::new(change.order.clone());
+        match self.rows.get_mut(&change.key) {
+            Some(row) => row.apply(change, order),
+            None => {
+                self.rows
+                    .insert(change.key.clone(), RowState::new(columns, change, order));
+            }
+        }
+    }
+
+    /// Forgets tombstones whose delete is older than `before` (tombstone retention). After
+    /// this, a change older than `before` to such a key could resurrect it: only purge past
+    /// the point where such late changes can still arrive.
+    pub fn purge_tombstones(&mut self, before: &OrderKey) -> usize {
+        let n = self.rows.len();
+        self.rows
+            .retain(|_, row| !(row.is_tombstone() && *row.last.0 < *before));
+        n - self.rows.len()
+    }
+
+    /// Writes the snapshot: the header, then each live row in key order (see
+    /// [`encode_record`]).
+    pub fn write_snapshot(&self, mut out: impl Write) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        encode_record(self.schema.columns().iter().map(|c| c.as_bytes()), &mut buf);
+        for row in self.rows.values() {
+            if let Some(fields) = row.resolve(None, self.schema.null()) {
+                encode_record(fields, &mut buf);
+            }
+            if buf.len() >= 1 << 16 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        out.write_all(&buf)
+    }
+}
+
+/// Appends one CSV record: fields separated by `,`, a field quoted (with `"` doubled) when it
+/// contains `,`, `"`, CR or LF, or when it is the only field and empty; ended by LF.
+pub fn encode_record<'a>(fields: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut count = 0;
+    for field in fields {
+        if count > 0 {
+            out.push(b',');
+        }
+        count += 1;
+        if field
+            .iter()
+            .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+        {
+            out.push(b'"');
+            for &b in field {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(field);
+        }
+    }
+    if count == 1 && out.len() == start {
+        out.extend_from_slice(b"\"\"");
+    }
+    out.push(b'\n');
+}
+
+/// Writes reject-mode rejects as CSV: `object,line,column,reason,record`, where `record` is
+/// the refused record re-encoded as one CSV line (without its line end).
+pub fn write_rejects<'a>(
+    rejects: impl IntoIterator<Item = &'a Reject>,
+    mut out: impl Write,
+) -> io::Result<()> {
+    let mut buf = Vec::new();
+    encode_record(
+        ["object", "line", "column", "reason", "record"].map(str::as_bytes),
+        &mut buf,
+    );
+    for reject in rejects {
+        let pos = reject.error.position();
+        let mut record = Vec::new();
+        encode_record(reject.fields.iter().map(Vec::as_slice), &mut record);
+        record.pop();
+        let column = pos.column.as_ref().map(|c| match &c.name {
+            Some(name) => format!("{} ({name})", c.index),
+            None => c.index.to_string(),
+        });
+        encode_record(
+            [
+                pos.object.as_bytes(),
+                pos.line.to_string().as_bytes(),
+                column.unwrap_or_default().as_bytes(),
+                reject.error.kind().to_string().as_bytes(),
+                &record,
+            ],
+            &mut buf,
+        );
+    }
+    out.write_all(&buf)
+}
