@@ -423,6 +423,9 @@ impl Drop for Input {
 /// [`Output::commit`], so that a failure never leaves a partial file behind.
 enum Output {
     Stdout(BufWriter<io::StdoutLock<'static>>),
+    /// A device or pipe (`-o /dev/null`): written in place, since renaming a file over it
+    /// would replace the device node.
+    Device(BufWriter<File>, PathBuf),
     File {
         writer: BufWriter<NamedTempFile>,
         dst: PathBuf,
@@ -437,6 +440,16 @@ impl Output {
                 io::stdout().lock(),
             )));
         };
+        if fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(dst)
+                .context(|| format!("opening {}", dst.display()))?;
+            return Ok(Output::Device(
+                BufWriter::with_capacity(BUF_SIZE, file),
+                dst.to_owned(),
+            ));
+        }
         let dir = match dst.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -459,7 +472,7 @@ impl Output {
     fn label(&self) -> String {
         match self {
             Output::Stdout(_) => "stdout".into(),
-            Output::File { dst, .. } => dst.display().to_string(),
+            Output::Device(_, dst) | Output::File { dst, .. } => dst.display().to_string(),
         }
     }
 
@@ -467,6 +480,9 @@ impl Output {
     fn commit(self) -> Result<(), Error> {
         match self {
             Output::Stdout(mut w) => w.flush().context(|| "writing to stdout"),
+            Output::Device(mut w, dst) => {
+                w.flush().context(|| format!("writing {}", dst.display()))
+            }
             Output::File { writer, dst } => {
                 let context = || format!("writing {}", dst.display());
                 let tmp = writer
@@ -485,6 +501,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
+            Output::Device(w, _) => w.write(buf),
             Output::File { writer, .. } => writer.write(buf),
         }
     }
@@ -492,6 +509,7 @@ impl Write for Output {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.write_all(buf),
+            Output::Device(w, _) => w.write_all(buf),
             Output::File { writer, .. } => writer.write_all(buf),
         }
     }
@@ -499,6 +517,7 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
+            Output::Device(w, _) => w.flush(),
             Output::File { writer, .. } => writer.flush(),
         }
     }

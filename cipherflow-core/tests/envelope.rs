@@ -756,3 +756,18 @@ fn in_memory_fast_paths_reuse_buffers_and_release_nothing_on_failure() {
     assert!(opener.open_to_vec(&first[..100], &mut out).is_err());
     assert!(out.is_empty());
 }
+
+#[test]
+fn opening_into_a_device_writes_through_it_and_leaves_it_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let (sealed, plaintext) = three_chunks(false);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in.cf");
+    std::fs::write(&src, &sealed).unwrap();
+    let n = Opener::new(alice())
+        .open_file(&src, std::path::Path::new("/dev/null"))
+        .unwrap();
+    assert_eq!(n, plaintext.len() as u64);
+    let kind = std::fs::metadata("/dev/null").unwrap().file_type();
+    assert!(kind.is_char_device(), "/dev/null was replaced: {kind:?}");
+}

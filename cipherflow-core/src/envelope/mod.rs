@@ -16,7 +16,7 @@ mod stream;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
@@ -329,17 +329,21 @@ impl<'a> Opener<'a> {
 
     /// Like [`Opener::open_file`], from any reader.
     pub fn open_to_path<R: Read>(&self, input: R, dst: &Path) -> Result<u64, Error> {
+        let mut reader = self.open_reader(input)?;
+        // A device or a pipe (`-o /dev/null` to only verify) is written in place: renaming a
+        // file over it would replace the device node itself.
+        if fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let mut out = fs::OpenOptions::new().write(true).open(dst)?;
+            return reader.copy_to(&mut out);
+        }
         let dir = match dst.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let mut reader = self.open_reader(input)?;
-        let tmp = tempfile::Builder::new()
+        let mut tmp = tempfile::Builder::new()
             .prefix(".cipherflow-open-")
             .tempfile_in(dir)?;
-        let mut out = tmp;
-        let n = reader.copy_to(&mut out)?;
-        let tmp = out;
+        let n = reader.copy_to(&mut tmp)?;
         tmp.as_file().sync_all()?;
         tmp.persist(dst).map_err(|e| Error::Io(e.error))?;
         Ok(n)
