@@ -58,6 +58,9 @@ pub enum Error {
     /// A CDC input or base snapshot is malformed; says which object, line and column.
     #[error(transparent)]
     Cdc(#[from] crate::cdc::CdcError),
+    /// An object store operation failed; says which store, operation and key.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The caller asked for something the API does not allow.
     #[error("misuse: {0}")]
     Misuse(std::borrow::Cow<'static, str>),

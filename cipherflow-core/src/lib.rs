@@ -33,6 +33,7 @@ mod keys;
 pub mod ledger;
 pub mod merge;
 mod sign;
+pub mod store;
 
 pub use crypto::SignatureAlgorithm;
 pub use envelope::{
