@@ -316,6 +316,31 @@ pub struct Timestamp {
     nanos: u32,
 }
 
+impl fmt::Display for Timestamp {
+    /// `yyyy-MM-dd HH:mm:ss.fffffffff`: every field, so that [`Timestamp::parse`] reads back
+    /// the same value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:09}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.nanos
+        )
+    }
+}
+
+impl fmt::Display for KeyValue {
+    /// Text that [`KeyValue::parse`] reads back as the same value (a decimal or timestamp in
+    /// its normal form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::String(b) => f.write_str(&String::from_utf8_lossy(b)),
+            KeyValue::Int64(v) => write!(f, "{v}"),
+            KeyValue::Decimal(d) => write!(f, "{d}"),
+            KeyValue::Timestamp(t) => write!(f, "{t}"),
+        }
+    }
+}
+
 impl Timestamp {
     /// Parses `yyyy-MM-dd`, optionally followed by ` HH:mm:ss` (or `T`), optionally by `.`
     /// and 1 to 9 fraction digits (DMS writes `yyyy-MM-dd HH:mm:ss.SSSSSS`).
@@ -417,6 +442,9 @@ mod tests {
         assert!(t("2014-10-29 11:34:01.123456") < t("2014-10-29 11:34:01.1234561"));
         assert_eq!(t("2014-10-29 11:34:01.5"), t("2014-10-29T11:34:01.500000"));
         assert!(t("2014-10-29") < t("2014-10-29 00:00:00.000001"));
+        let ts = t("2014-10-29 11:34:01.123456").unwrap();
+        assert_eq!(ts.to_string(), "2014-10-29 11:34:01.123456000");
+        assert_eq!(t(&ts.to_string()), Some(ts));
         for bad in [
             "2014-13-01",
             "2014-10-29 25:00:00",

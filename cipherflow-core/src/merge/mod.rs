@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod run;
 mod sorted;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
 
+pub use run::{RUN_COLUMNS, decode_run, encode_run, key_text, partition_of};
 pub use sorted::{MergeStats, merge_sorted};
 
 /// What is known about one primary key: enough to resolve its row, whatever order the
