@@ -13,7 +13,8 @@ Exit status:
   1  general failure (I/O, unreadable key file, unsupported envelope, ...)
   2  usage error (bad arguments)
   3  wrong key: the envelope has no recipient for the given private key
-  4  the envelope is malformed, truncated or was tampered with
+  4  the envelope is malformed, truncated or was tampered with (also: a pulled object
+     does not match its signed manifest, or a share went back to an older generation)
   5  producer signature missing, from another key, or invalid
 
 Errors are printed as one line, `error: ...`, on stderr.
@@ -52,6 +53,57 @@ pub enum Command {
     /// Apply DMS change files to a base snapshot sorted by key; write the new snapshot.
     #[command(after_help = EXIT_CODES)]
     Merge(MergeArgs),
+    /// Run one pipeline step: apply new CDC files, seal, ledger, publish (docs/PIPELINE.md).
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// As a consumer: fetch, verify and open what is new in a share; write the table as CSV.
+    #[command(after_help = EXIT_CODES)]
+    Pull(PullArgs),
+    /// Remove objects that newer generations superseded (never one a kept manifest needs).
+    #[command(after_help = EXIT_CODES)]
+    Gc(GcArgs),
+}
+
+/// `cipherflow run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline configuration (TOML; paths in it are relative to it).
+    #[arg(long, value_name = "pipeline.toml")]
+    pub config: PathBuf,
+}
+
+/// `cipherflow pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The share folder.
+    #[arg(long, value_name = "DIR")]
+    pub share: PathBuf,
+    /// The table to pull [default: the share's only table].
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Your private key (RSA, PEM or DER).
+    #[arg(long, value_name = "PRIV.pem")]
+    pub key: PathBuf,
+    /// The producer's public signing key: every object must carry its valid signature.
+    #[arg(long, value_name = "PUB.pem")]
+    pub signer: Option<PathBuf>,
+    /// Where to write TABLE.csv, TABLE/part-NNNN.csv and the pull state.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `cipherflow gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The pipeline configuration.
+    #[arg(long, value_name = "pipeline.toml")]
+    pub config: PathBuf,
+    /// How many of the latest generations stay readable.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `cipherflow keygen`.

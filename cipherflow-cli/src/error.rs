@@ -6,6 +6,7 @@ use std::io;
 use std::process::ExitCode;
 
 use cipherflow_core::Error as CoreError;
+use cipherflow_core::pipeline::PipelineError;
 
 /// Exit status for a general failure.
 pub const EXIT_FAILURE: u8 = 1;
@@ -74,6 +75,9 @@ impl Error {
                 CoreError::WrongKey { .. } => EXIT_WRONG_KEY,
                 CoreError::Integrity(_) | CoreError::Format(_) => EXIT_INTEGRITY,
                 CoreError::Signature(_) => EXIT_SIGNATURE,
+                CoreError::Pipeline(
+                    PipelineError::Mismatch { .. } | PipelineError::Rollback { .. },
+                ) => EXIT_INTEGRITY,
                 _ => EXIT_FAILURE,
             },
         })

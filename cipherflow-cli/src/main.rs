@@ -8,6 +8,7 @@ mod cli;
 mod error;
 mod ledger;
 mod merge;
+mod pipeline;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -52,6 +53,9 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Rewrap(args) => rewrap(args),
         Command::Ledger(command) => ledger::run(command),
         Command::Merge(args) => merge::merge(args),
+        Command::Run(args) => pipeline::run(args),
+        Command::Pull(args) => pipeline::pull(args),
+        Command::Gc(args) => pipeline::gc(args),
     }
 }
 

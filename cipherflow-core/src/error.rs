@@ -61,6 +61,9 @@ pub enum Error {
     /// An object store operation failed; says which store, operation and key.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A pipeline step or consumer pull failed (manifest, configuration, rollback).
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
     /// The caller asked for something the API does not allow.
     #[error("misuse: {0}")]
     Misuse(std::borrow::Cow<'static, str>),

@@ -32,6 +32,7 @@ mod error;
 mod keys;
 pub mod ledger;
 pub mod merge;
+pub mod pipeline;
 mod sign;
 pub mod store;
 

@@ -5,6 +5,8 @@
 //! key and checks the producer's signature; the producer later removes one consumer without
 //! re-encrypting the body, and that consumer can no longer open it.
 
+pub mod pipeline_demo;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufWriter, Write};

@@ -1,0 +1,145 @@
+//! `cipherflow run`, `pull` and `gc`: one pipeline step, the consumer's pull, and garbage
+//! collection, on the stores a `pipeline.toml` names (docs/PIPELINE.md).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig};
+use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
+use cipherflow_core::{Error as CoreError, Verifier, VerifyingKey};
+use serde::Serialize;
+
+use crate::cli::{GcArgs, PullArgs, RunArgs};
+use crate::error::{Context, Error};
+use crate::print_json;
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    table: &'a str,
+    generation: u64,
+    applied: &'a [String],
+    skipped: usize,
+    changes: u64,
+    partitions_touched: &'a [u32],
+    compacted: &'a [u32],
+    bytes_sealed: u64,
+    ledger_records: u64,
+    attempts: u32,
+    millis: u64,
+}
+
+pub fn run(args: RunArgs) -> Result<(), Error> {
+    let pipeline = load(&args.config)?;
+    let report = block_on(pipeline.run_once()).context(|| "pipeline step failed")?;
+    print_json(&RunJson {
+        table: &pipeline.table.name,
+        generation: report.generation,
+        applied: &report.applied,
+        skipped: report.skipped,
+        changes: report.changes,
+        partitions_touched: &report.partitions_touched,
+        compacted: &report.compacted,
+        bytes_sealed: report.bytes_sealed,
+        ledger_records: report.ledger_records,
+        attempts: report.attempts,
+        millis: report.millis,
+    })
+}
+
+#[derive(Serialize)]
+struct PullJson<'a> {
+    table: &'a str,
+    generation: u64,
+    previous: Option<u64>,
+    fetched: usize,
+    bytes_fetched: u64,
+    partitions_changed: &'a [u32],
+    rows: u64,
+    table_csv: String,
+}
+
+pub fn pull(args: PullArgs) -> Result<(), Error> {
+    let share: Arc<dyn ObjectStore> = Arc::new(
+        LocalStore::new(&args.share)
+            .map_err(CoreError::from)
+            .context(|| format!("opening share {}", args.share.display()))?,
+    );
+    let key = cipherflow_core::pipeline::load_private_key(&args.key).context(|| "loading --key")?;
+    let signer = match &args.signer {
+        Some(path) => {
+            let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .context(|| format!("loading --signer {}", path.display()))?;
+            Some(Arc::new(key) as Arc<dyn Verifier>)
+        }
+        None => None,
+    };
+    let table = match &args.table {
+        Some(table) => table.clone(),
+        None => only_table(&*share)?,
+    };
+    let consumer = Consumer {
+        share: Location::new(share, ""),
+        key: Arc::new(key),
+        signer,
+    };
+    let report = block_on(consumer.pull(&table, &args.out))
+        .context(|| format!("pulling {table} from {}", args.share.display()))?;
+    print_json(&PullJson {
+        table: &table,
+        generation: report.generation,
+        previous: report.previous,
+        fetched: report.fetched.len(),
+        bytes_fetched: report.bytes_fetched,
+        partitions_changed: &report.partitions_changed,
+        rows: report.rows,
+        table_csv: report.table_csv.display().to_string(),
+    })
+}
+
+/// The one table a share publishes (`TABLE/_latest`); a usage error if there are none or several.
+fn only_table(share: &dyn ObjectStore) -> Result<String, Error> {
+    let listing = block_on(share.list(""))
+        .map_err(CoreError::from)
+        .context(|| "listing the share")?;
+    let tables: Vec<&str> = listing
+        .iter()
+        .filter_map(|m| m.key.as_str().strip_suffix("/_latest"))
+        .filter(|t| !t.contains('/'))
+        .collect();
+    match tables.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(Error::Usage("the share publishes no table".into())),
+        many => Err(Error::Usage(format!(
+            "the share publishes several tables ({}); name one with --table",
+            many.join(", ")
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct GcJson<'a> {
+    dry_run: bool,
+    kept_generations: &'a [u64],
+    removed: &'a [String],
+    unreferenced: &'a [String],
+}
+
+pub fn gc(args: GcArgs) -> Result<(), Error> {
+    let pipeline = load(&args.config)?;
+    let report =
+        block_on(pipeline.gc(args.keep, args.dry_run)).context(|| "garbage collection failed")?;
+    print_json(&GcJson {
+        dry_run: args.dry_run,
+        kept_generations: &report.kept_generations,
+        removed: &report.removed,
+        unreferenced: &report.unreferenced,
+    })
+}
+
+fn load(path: &Path) -> Result<cipherflow_core::pipeline::Pipeline, Error> {
+    let config = PipelineConfig::load(path).context(|| "loading the pipeline configuration")?;
+    config
+        .pipeline(path, None)
+        .context(|| format!("setting up the pipeline of {}", path.display()))
+}

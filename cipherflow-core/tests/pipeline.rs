@@ -1,0 +1,334 @@
+//! The pipeline step and the consumer pull, end to end on in-memory and local stores: results
+//! against an independent merge, fault injection at every store operation, concurrent runs,
+//! tampering, rollback, and bad input.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema, read_dms};
+use cipherflow_core::ledger::{Actor, Ledger, TrustedKey, TrustedKeys};
+use cipherflow_core::merge::MergeState;
+use cipherflow_core::pipeline::{
+    Consumer, Keys, Location, Pipeline, PipelineError, Stores, Table,
+};
+use cipherflow_core::store::{
+    FailingStore, LocalStore, MemoryStore, ObjectKey, ObjectStore, PutMode, block_on,
+};
+use cipherflow_core::{Error, RsaPrivateKey, RsaPublicKey, SigningKey, Verifier};
+
+const COLUMNS: [&str; 3] = ["id", "name", "amount"];
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+}
+
+fn schema() -> TableSchema {
+    TableSchema::new(
+        COLUMNS.map(String::from).to_vec(),
+        &KeySpec::parse_list("id:int64").unwrap(),
+    )
+    .unwrap()
+}
+
+fn signer() -> SigningKey {
+    SigningKey::from_bytes(&data("producer.pem")).unwrap()
+}
+
+fn pipeline(store: Arc<dyn ObjectStore>, compact_after: usize) -> Pipeline {
+    let state = RsaPrivateKey::from_bytes(&data("producer-rsa.pem")).unwrap();
+    let signer = signer();
+    Pipeline {
+        table: Table {
+            name: "t".into(),
+            schema: schema(),
+            key: "id:int64".into(),
+            partitions: 4,
+        },
+        stores: Stores {
+            landing: Location::new(store.clone(), "landing/t/"),
+            state: Location::new(store.clone(), "state"),
+            share: Location::new(store.clone(), "share"),
+            ledger: Location::new(store, "ledger"),
+        },
+        keys: Keys {
+            recipients: vec![
+                Arc::new(RsaPublicKey::from_bytes(&data("alice.pub.pem")).unwrap()),
+                Arc::new(RsaPublicKey::from_bytes(&data("bob.pub.pem")).unwrap()),
+            ],
+            state_seal: Arc::new(state.public_key().clone()),
+            state_open: Arc::new(state),
+            state_verifier: Some(Arc::new(signer.verifying_key().clone())),
+            signer: Some(Arc::new(signer)),
+        },
+        dms: DmsOptions {
+            seq_column: Some("seq".into()),
+            ..DmsOptions::default()
+        },
+        compact_after,
+        actor: Actor {
+            principal: "test".into(),
+            ..Actor::default()
+        },
+    }
+}
+
+fn consumer(store: Arc<dyn ObjectStore>, who: &str) -> Consumer {
+    Consumer {
+        share: Location::new(store, "share"),
+        key: Arc::new(RsaPrivateKey::from_bytes(&data(&format!("{who}.pem"))).unwrap()),
+        signer: Some(Arc::new(signer().verifying_key().clone()) as Arc<dyn Verifier>),
+    }
+}
+
+/// Batches: (object name, DMS CSV). Batch 3 is late: its changes are older than batch 2's.
+fn batches() -> Vec<(&'static str, String)> {
+    let mut load = String::from("id,name,amount\n");
+    for id in 1..=60 {
+        load.push_str(&format!("{id},\"name {id}, x\",{id}.00\n"));
+    }
+    let b1 = "Op,seq,id,name,amount\nI,100,61,new,1\nU,101,5,five,7308.00\nD,102,7,,\nU,103,8,eight,8\n";
+    let b2 = "Op,seq,id,name,amount\nD,300,61,,\nU,301,9,nine,9\nU,302,5,five again,5\n";
+    let b3 = "Op,seq,id,name,amount\nI,200,61,late,2\nU,201,9,older nine,0\nI,202,62,\"multi\nline\",3\n";
+    vec![
+        ("LOAD00000001.csv", load),
+        ("20141029-1134010000.csv", b1.into()),
+        ("20141030-1134010000.csv", b2.into()),
+        ("20141028-0000000000.csv", b3.into()),
+    ]
+}
+
+/// The table every correct run ends with: all batches merged directly.
+fn expected(batches: &[(&str, String)]) -> Vec<u8> {
+    let options = DmsOptions {
+        seq_column: Some("seq".into()),
+        ..DmsOptions::default()
+    };
+    let mut state = MergeState::new(schema());
+    for (name, text) in batches {
+        let object = format!("landing/t/{name}");
+        state.apply(&read_dms(&object, text.as_bytes(), &schema(), &options).unwrap());
+    }
+    let mut out = Vec::new();
+    state.write_snapshot(&mut out).unwrap();
+    out
+}
+
+fn land(store: &dyn ObjectStore, name: &str, text: &str) {
+    let key = ObjectKey::new(format!("landing/t/{name}")).unwrap();
+    block_on(store.put(&key, text.as_bytes().to_vec().into(), PutMode::Overwrite)).unwrap();
+}
+
+fn pull(store: Arc<dyn ObjectStore>, who: &str, out: &Path) -> Result<Vec<u8>, Error> {
+    block_on(consumer(store, who).pull("t", out))?;
+    Ok(std::fs::read(out.join("t.csv")).unwrap())
+}
+
+fn verify_ledger(store: Arc<dyn ObjectStore>) -> u64 {
+    let trusted = TrustedKeys::new().with(TrustedKey::new(signer().verifying_key().clone()));
+    block_on(Ledger::verify(store, "ledger", &trusted))
+        .unwrap()
+        .records
+}
+
+#[test]
+fn steps_and_pulls_match_an_independent_merge() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let p = pipeline(store.clone(), 2);
+    let all = batches();
+    let alice = tempfile::tempdir().unwrap();
+    let bob = tempfile::tempdir().unwrap();
+    for (i, (name, text)) in all.iter().enumerate() {
+        land(&*store, name, text);
+        let report = block_on(p.run_once()).unwrap();
+        assert_eq!(report.generation, i as u64 + 1);
+        assert_eq!(report.applied, vec![format!("landing/t/{name}")]);
+        // Only alice pulls every time; bob pulls at the end (and gets compacted bases).
+        assert_eq!(pull(store.clone(), "alice", alice.path()).unwrap(), expected(&all[..=i]));
+    }
+    assert_eq!(pull(store.clone(), "bob", bob.path()).unwrap(), expected(&all));
+    let table = String::from_utf8(expected(&all)).unwrap();
+    assert!(table.contains("5,five again,5\n") && !table.contains("\n61,"), "{table}");
+    assert!(table.contains("9,nine,9\n") && table.contains("\"multi\nline\""));
+
+    // A replayed batch (same key, same bytes, new version) changes nothing.
+    land(&*store, all[1].0, &all[1].1);
+    let report = block_on(p.run_once()).unwrap();
+    assert_eq!((report.generation, report.applied.len()), (4, 0));
+    // So does a run with nothing new; and a pull with nothing new fetches nothing.
+    let report = block_on(p.run_once()).unwrap();
+    assert_eq!(report.generation, 4);
+    let again = block_on(consumer(store.clone(), "alice").pull("t", alice.path())).unwrap();
+    assert_eq!(again.fetched, Vec::<String>::new());
+    assert!(verify_ledger(store) > 0);
+}
+
+/// Runs the whole story; returns (final pointer bytes, table) — the pointer names the manifest
+/// by its hash, so equal pointers mean byte-identical manifests.
+fn full_run(store: Arc<dyn ObjectStore>) -> Result<(), Error> {
+    full_run_compacting(store, 2)
+}
+
+fn full_run_compacting(store: Arc<dyn ObjectStore>, compact_after: usize) -> Result<(), Error> {
+    let p = pipeline(store.clone(), compact_after);
+    for (name, text) in batches() {
+        let key = ObjectKey::new(format!("landing/t/{name}")).unwrap();
+        if block_on(store.head(&key)).is_err() {
+            block_on(store.put(&key, text.into_bytes().into(), PutMode::Create))?;
+        }
+        block_on(p.run_once())?;
+    }
+    Ok(())
+}
+
+fn pointer(store: &dyn ObjectStore) -> Vec<u8> {
+    let key = ObjectKey::new("share/t/_latest").unwrap();
+    block_on(store.get(&key)).unwrap().0.to_vec()
+}
+
+#[test]
+fn a_crash_at_any_store_operation_then_a_rerun_ends_as_an_unfailed_run() {
+    let clean = Arc::new(FailingStore::new(MemoryStore::new()));
+    full_run(clean.clone()).unwrap();
+    let operations = clean.operations();
+    let clean_pointer = pointer(&*clean);
+    let out = tempfile::tempdir().unwrap();
+    let table = pull(clean.clone(), "alice", out.path()).unwrap();
+    assert_eq!(table, expected(&batches()));
+    // Every table state a reader may legitimately see: after each published step.
+    let all = batches();
+    let states: Vec<Vec<u8>> = (0..all.len()).map(|i| expected(&all[..=i])).collect();
+
+    for k in 1..=operations {
+        for lose_reply in [false, true] {
+            let memory = Arc::new(MemoryStore::new());
+            let failing = Arc::new(if lose_reply {
+                FailingStore::lose_reply_at(memory.clone(), k)
+            } else {
+                FailingStore::crash_at(memory.clone(), k)
+            });
+            // Usually an error; not always: a failed landing-index read or write is only a
+            // cache miss.
+            let _ = full_run(failing);
+            // A reader in between sees a published generation or nothing, never a part.
+            let seen = tempfile::tempdir().unwrap();
+            match pull(memory.clone(), "alice", seen.path()) {
+                Ok(table) => assert!(states.contains(&table), "k={k}: partial table"),
+                Err(Error::Store(_)) => {}
+                Err(e) => panic!("k={k}: reader saw {e}"),
+            }
+            full_run(memory.clone()).unwrap();
+            assert_eq!(pointer(&*memory), clean_pointer, "k={k} lose_reply={lose_reply}");
+            let out = tempfile::tempdir().unwrap();
+            assert_eq!(pull(memory.clone(), "bob", out.path()).unwrap(), table, "k={k}");
+            verify_ledger(memory);
+        }
+    }
+}
+
+#[test]
+fn concurrent_runs_end_as_a_sequential_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let all = batches();
+    std::thread::scope(|scope| {
+        for (name, text) in &all {
+            land(&*store, name, text);
+            for _ in 0..3 {
+                let store = store.clone();
+                scope.spawn(move || block_on(pipeline(store, 2).run_once()).unwrap());
+            }
+        }
+    });
+    block_on(pipeline(store.clone(), 2).run_once()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(pull(store.clone(), "alice", out.path()).unwrap(), expected(&all));
+    verify_ledger(store);
+}
+
+#[test]
+fn tampered_or_swapped_objects_are_refused_and_nothing_is_written() {
+    let store = Arc::new(MemoryStore::new());
+    // No compaction, so every run is in the latest manifest.
+    full_run_compacting(store.clone(), 8).unwrap();
+    let runs = block_on(store.list("share/t/runs/")).unwrap();
+    let victim = runs[0].key.clone();
+    let (good, _) = block_on(store.get(&victim)).unwrap();
+
+    // A flipped byte: the envelope refuses it.
+    let mut bad = good.to_vec();
+    let at = bad.len() - 5;
+    bad[at] ^= 1;
+    block_on(store.put(&victim, bad.into(), PutMode::Overwrite)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = pull(store.clone(), "alice", out.path()).unwrap_err();
+    assert!(
+        matches!(err, Error::Integrity(_) | Error::Signature(_)),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
+
+    // Another valid, signed object put in its place: the manifest's hash refuses it.
+    let other = runs.iter().find(|m| m.key != victim).unwrap();
+    let (swap, _) = block_on(store.get(&other.key)).unwrap();
+    block_on(store.put(&victim, swap, PutMode::Overwrite)).unwrap();
+    let err = pull(store.clone(), "alice", out.path()).unwrap_err();
+    assert!(matches!(err, Error::Pipeline(PipelineError::Mismatch { .. })), "{err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    block_on(store.put(&victim, good, PutMode::Overwrite)).unwrap();
+    assert!(pull(store.clone(), "alice", out.path()).is_ok());
+}
+
+#[test]
+fn a_share_rolled_back_to_an_older_generation_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let p = pipeline(store.clone(), 8);
+    let all = batches();
+    land(&*store, all[0].0, &all[0].1);
+    block_on(p.run_once()).unwrap();
+    let old = pointer(&*store);
+    land(&*store, all[1].0, &all[1].1);
+    block_on(p.run_once()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    pull(store.clone(), "alice", out.path()).unwrap();
+    let key = ObjectKey::new("share/t/_latest").unwrap();
+    block_on(store.put(&key, old.into(), PutMode::Overwrite)).unwrap();
+    let err = pull(store.clone(), "alice", out.path()).unwrap_err();
+    assert!(matches!(err, Error::Pipeline(PipelineError::Rollback { seen: 2, found: 1 })), "{err}");
+}
+
+#[test]
+fn a_bad_cdc_file_refuses_the_step_and_changes_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let p = pipeline(store.clone(), 8);
+    let all = batches();
+    land(&*store, all[0].0, &all[0].1);
+    block_on(p.run_once()).unwrap();
+    let before = block_on(store.list("")).unwrap();
+    land(&*store, "20141029-1134010000.csv", "Op,seq,id,name,amount\nI,1,1,a,1\nX,2,2,b,2\n");
+    let err = block_on(p.run_once()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("20141029-1134010000.csv") && text.contains("line 3"), "{text}");
+    let after: Vec<_> = block_on(store.list(""))
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.key.as_str().starts_with("landing/"))
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|m| !m.key.as_str().starts_with("landing/"))
+        .collect();
+    assert_eq!(after, before, "no object written or changed");
+}
+
+#[test]
+fn the_pipeline_cannot_read_the_share() {
+    // The pipeline holds the consumers' public keys only: its state key opens nothing shared.
+    let store = Arc::new(MemoryStore::new());
+    full_run(store.clone()).unwrap();
+    let state = RsaPrivateKey::from_bytes(&data("producer-rsa.pem")).unwrap();
+    for meta in block_on(store.list("share/t/runs/")).unwrap() {
+        let (sealed, _) = block_on(store.get(&meta.key)).unwrap();
+        let err = cipherflow_core::Opener::new(&state).open_bytes(&sealed).unwrap_err();
+        assert!(matches!(err, Error::WrongKey { .. }));
+    }
+}
