@@ -2,6 +2,8 @@
 //! crashes, and the fault-injecting wrapper against its own promises.
 
 use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -55,41 +57,85 @@ fn unfailing_failing_store_and_shared_stores_conform() {
     block_on(conformance::run(&FailingStore::new(shared), "again/"));
 }
 
+/// `n` read-modify-write increments of the counter object in `dir`, each retried until its
+/// compare-and-swap wins, through a store of its own (only the lock files coordinate stores).
+fn increment(dir: &Path, n: u32) {
+    let store = LocalStore::new(dir).unwrap();
+    let counter = key("counters/hits");
+    for _ in 0..n {
+        loop {
+            let (bytes, meta) = block_on(store.get(&counter)).unwrap();
+            let count: u64 = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
+            let next = Bytes::from((count + 1).to_string());
+            match block_on(store.put(&counter, next, PutMode::Update(meta.version))) {
+                Ok(_) => break,
+                Err(StoreError::Precondition { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+fn new_counter() -> (tempfile::TempDir, LocalStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path()).unwrap();
+    let zero = Bytes::from_static(b"0");
+    block_on(store.put(&key("counters/hits"), zero, PutMode::Create)).unwrap();
+    (dir, store)
+}
+
+fn count(store: &LocalStore) -> String {
+    let (bytes, _) = block_on(store.get(&key("counters/hits"))).unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 #[test]
 fn local_compare_and_swap_counts_exactly_across_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let counter = key("counters/hits");
-    let store = LocalStore::new(dir.path()).unwrap();
-    block_on(store.put(&counter, Bytes::from_static(b"0"), PutMode::Create)).unwrap();
+    let (dir, store) = new_counter();
     let start = Arc::new(Barrier::new(8));
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            // A store of its own per thread: only the lock files coordinate them, as they
-            // would separate processes.
-            let store = LocalStore::new(dir.path()).unwrap();
-            let (counter, start) = (counter.clone(), Arc::clone(&start));
+            let (dir, start) = (dir.path().to_owned(), Arc::clone(&start));
             thread::spawn(move || {
                 start.wait();
-                for _ in 0..50 {
-                    loop {
-                        let (bytes, meta) = block_on(store.get(&counter)).unwrap();
-                        let n: u64 = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
-                        let next = Bytes::from((n + 1).to_string());
-                        match block_on(store.put(&counter, next, PutMode::Update(meta.version))) {
-                            Ok(_) => break,
-                            Err(StoreError::Precondition { .. }) => continue,
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                }
+                increment(&dir, 50);
             })
         })
         .collect();
     for thread in threads {
         thread.join().unwrap();
     }
-    let (bytes, _) = block_on(store.get(&counter)).unwrap();
-    assert_eq!(&bytes[..], b"400");
+    assert_eq!(count(&store), "400");
+}
+
+const CHILD_DIR: &str = "CIPHERFLOW_TEST_COUNTER_DIR";
+
+#[test]
+#[ignore = "a child process of local_compare_and_swap_counts_exactly_across_processes"]
+fn increments_in_a_child_process() {
+    let dir = std::env::var_os(CHILD_DIR).expect("run by the parent test, which sets the folder");
+    increment(Path::new(&dir), 25);
+}
+
+#[test]
+fn local_compare_and_swap_counts_exactly_across_processes() {
+    let (dir, store) = new_counter();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["increments_in_a_child_process", "--exact", "--ignored"])
+                .args(["--quiet", "--test-threads=1"])
+                .env(CHILD_DIR, dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    increment(dir.path(), 25);
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(count(&store), "125");
 }
 
 #[test]

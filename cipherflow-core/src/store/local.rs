@@ -161,17 +161,19 @@ impl LocalStore {
         if !meta.is_some_and(|m| m.is_file()) {
             return Err(self.not_found(key));
         }
-        let file = File::open(&path).map_err(|e| match is_absent(&e) {
-            true => self.not_found(key),
-            false => self.io(operation, key.as_str(), e),
-        })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| self.io(operation, key.as_str(), e))?;
-        match meta.is_file() {
-            true => Ok((file, meta)),
-            false => Err(self.not_found(key)),
+        let fail = |e: io::Error| {
+            if is_absent(&e) {
+                self.not_found(key) // deleted meanwhile
+            } else {
+                self.io(operation, key.as_str(), e)
+            }
+        };
+        let file = File::open(&path).map_err(fail)?;
+        let meta = file.metadata().map_err(fail)?;
+        if !meta.is_file() {
+            return Err(self.not_found(key)); // replaced by a folder meanwhile
         }
+        Ok((file, meta))
     }
 
     /// The key's exclusive lock, held until the returned file is dropped.
