@@ -12,16 +12,22 @@
 //! at the [`Version`] the caller read (`If-Match`). Two writers racing on one key: one wins,
 //! the other gets [`StoreError::Precondition`] and must re-read.
 
+pub mod conformance;
+mod failing;
 mod key;
+mod local;
 mod memory;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use bytes::Bytes;
 
+pub use failing::FailingStore;
 pub use key::ObjectKey;
+pub use local::LocalStore;
 pub use memory::MemoryStore;
 
 /// An object's version as its store names it (an S3 ETag, a local generation): opaque,
@@ -161,6 +167,44 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Removes an object. Removing an absent object is not an error (as in S3).
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+}
+
+/// A shared store is a store, so `Arc<dyn ObjectStore>` can be passed (and wrapped, as by
+/// [`FailingStore`]) wherever a store is expected.
+#[async_trait]
+impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<ObjectMeta, StoreError> {
+        (**self).put(key, bytes, mode).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<(Bytes, ObjectMeta), StoreError> {
+        (**self).get(key).await
+    }
+
+    async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes, StoreError> {
+        (**self).get_range(key, range).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+        (**self).head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        (**self).list(prefix).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        (**self).delete(key).await
+    }
 }
 
 /// Runs a store future to completion on the current thread: how synchronous code (the
