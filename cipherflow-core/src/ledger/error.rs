@@ -34,11 +34,14 @@ pub enum LedgerError {
     /// A trusted key's signature on the checkpoint does not verify.
     #[error("checkpoint signature by trusted key {0} does not verify")]
     BadSignature(String),
-    /// Verification failed at a record: the first bad index.
-    #[error("ledger fails verification at record {index}: {reason}")]
+    /// Verification (or reading) failed at a record: the first bad index, and the segment
+    /// object that holds it (or should hold it), so an auditor knows where to look.
+    #[error("ledger fails verification at record {index}: {reason}{}", in_object(.object))]
     BadRecord {
         /// The first index that failed.
         index: u64,
+        /// The segment object's key, where one is concerned.
+        object: Option<String>,
         /// What failed there.
         reason: String,
     },
@@ -54,7 +57,14 @@ pub enum LedgerError {
     /// A CloudTrail log file or S3 notification that cannot be read.
     #[error("CloudTrail: {0}")]
     CloudTrail(String),
-    /// The ledger folder is not in the expected shape, or a write-once piece already exists.
+    /// The ledger's objects are not in the expected shape, or a write-once piece already
+    /// exists.
     #[error("ledger storage: {0}")]
     Storage(String),
+}
+
+fn in_object(object: &Option<String>) -> String {
+    object
+        .as_ref()
+        .map_or_else(String::new, |key| format!(" (segment {key})"))
 }

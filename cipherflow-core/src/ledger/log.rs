@@ -1,49 +1,214 @@
-//! The append-only log, stored as write-once files in a local folder, and its verification.
+//! The append-only log, stored through the [`ObjectStore`] trait in write-once objects, and
+//! its verification.
 //!
 //! ```text
-//! DIR/origin                                  the log's origin line (written by `init`)
-//! DIR/records/000000000/000000000000.rec      record i at records/{i/1000:09}/{i:012}.rec
-//! DIR/leaves/000000000000-000000000100.bin    leaf hashes of records [start, end), 32 bytes each
-//! DIR/checkpoints/000000000100.note           the signed checkpoint at tree size 100
+//! PREFIX/origin                              the log's origin line (written by `init`)
+//! PREFIX/segments/000000000000.seg           records [0, n) appended by one `append_all`
+//! PREFIX/segments/000000001000.seg           the next run, named by its first index
+//! PREFIX/leaves/000000000000-000000010000.bin leaf hashes of records [start, end), 32 bytes each
+//! PREFIX/checkpoints/000000010000.note       the signed checkpoint at tree size 10000
 //! ```
 //!
-//! Every file is written to a temporary name and linked into place only if the name is
-//! free, so appends never rewrite and two concurrent appenders cannot both claim an index.
-//! (No `ObjectStore` trait exists in the workspace yet; this layout maps onto one with
-//! conditional puts.) The leaf-hash pieces are written with each checkpoint: once a signed
-//! root authenticates them, comparing each record's hash with its committed leaf hash names
-//! the first altered record instead of only saying "the root differs".
+//! Every object is written with [`PutMode::Create`], so nothing is ever rewritten and the
+//! segment named by index `i` can be written once: an appender that loses the race for `i`
+//! (another process appended first) reloads the new tail, renumbers its records and tries
+//! again at the new end, so concurrent appenders all succeed without losing or duplicating an
+//! index. The same layout works on a local folder and on S3 (`If-None-Match: *`). The
+//! leaf-hash pieces are written with each checkpoint: once a signed root authenticates them,
+//! comparing each record's hash with its committed leaf hash names the first altered record
+//! instead of only saying "the root differs".
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::LedgerError;
 use super::checkpoint::{Checkpoint, TrustedKeys, check_origin};
 use super::merkle::{Hash, Tree, leaf_hash};
 use super::proof::{Bundle, verify_consistency};
 use super::record::Record;
+use super::segment::{self, SegmentError};
+use crate::store::{ObjectKey, ObjectStore, PutMode, StoreError};
 use crate::{Error, Signer};
 
-const RECORDS: &str = "records";
+const SEGMENTS: &str = "segments";
 const LEAVES: &str = "leaves";
 const CHECKPOINTS: &str = "checkpoints";
 const ORIGIN: &str = "origin";
-/// Records per subfolder of `records/`.
-const PER_DIR: u64 = 1000;
-/// Largest record file read back.
-const MAX_RECORD_FILE: u64 = 1 << 22;
+/// How many times an append re-sequences after losing an index range to another appender.
+/// Each loss means another append succeeded, so this bounds only pathological contention.
+pub const MAX_APPEND_ATTEMPTS: usize = 64;
 
 fn storage(reason: impl Into<String>) -> Error {
     LedgerError::Storage(reason.into()).into()
 }
 
-/// An open ledger folder, ready to append.
+fn bad_record(index: u64, object: Option<&ObjectKey>, reason: impl Into<String>) -> Error {
+    LedgerError::BadRecord {
+        index,
+        object: object.map(ObjectKey::to_string),
+        reason: reason.into(),
+    }
+    .into()
+}
+
+fn segment_error(object: &ObjectKey, e: SegmentError) -> Error {
+    bad_record(e.index, Some(object), e.reason)
+}
+
+/// Where a ledger's objects live: a store and a key prefix (`""` for the store's root).
+#[derive(Debug, Clone)]
+struct Place {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl Place {
+    fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Place, Error> {
+        if !prefix.is_empty() {
+            ObjectKey::new(prefix)?;
+        }
+        Ok(Place {
+            store,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, rest: &str) -> Result<ObjectKey, Error> {
+        Ok(if self.prefix.is_empty() {
+            ObjectKey::new(rest)?
+        } else {
+            ObjectKey::new(format!("{}/{rest}", self.prefix))?
+        })
+    }
+
+    fn segment_key(&self, first: u64) -> Result<ObjectKey, Error> {
+        self.key(&format!("{SEGMENTS}/{first:012}.seg"))
+    }
+
+    fn piece_key(&self, start: u64, end: u64) -> Result<ObjectKey, Error> {
+        self.key(&format!("{LEAVES}/{start:012}-{end:012}.bin"))
+    }
+
+    fn checkpoint_key(&self, size: u64) -> Result<ObjectKey, Error> {
+        self.key(&format!("{CHECKPOINTS}/{size:012}.note"))
+    }
+
+    /// The names (after `dir/`) of the objects under `dir`.
+    async fn names(&self, dir: &str) -> Result<Vec<String>, Error> {
+        let full = if self.prefix.is_empty() {
+            format!("{dir}/")
+        } else {
+            format!("{}/{dir}/", self.prefix)
+        };
+        let listed = self.store.list(&full).await?;
+        Ok(listed
+            .into_iter()
+            .map(|meta| meta.key.as_str()[full.len()..].to_owned())
+            .collect())
+    }
+
+    /// Creates `key`, failing if it exists (every ledger object is written once).
+    async fn create(&self, key: &ObjectKey, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.store
+            .put(key, Bytes::from(bytes), PutMode::Create)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, Error> {
+        Ok(self.store.get(key).await?.0)
+    }
+
+    async fn text(&self, key: &ObjectKey) -> Result<String, Error> {
+        String::from_utf8(self.get(key).await?.to_vec())
+            .map_err(|_| storage(format!("{key} is not UTF-8")))
+    }
+
+    async fn origin(&self) -> Result<String, Error> {
+        let key = self.key(ORIGIN)?;
+        let text = self.text(&key).await.map_err(|e| match e {
+            Error::Store(StoreError::NotFound { .. }) => storage(format!(
+                "{} is not a ledger (no {key})",
+                self.store.describe()
+            )),
+            other => other,
+        })?;
+        let origin = text
+            .strip_suffix('\n')
+            .ok_or_else(|| storage(format!("{key} does not end in a newline")))?;
+        check_origin(origin)?;
+        Ok(origin.to_owned())
+    }
+
+    /// Segment first indices, sorted; fails on a name that is not a segment's.
+    async fn segments(&self) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        for name in self.names(SEGMENTS).await? {
+            let first = name
+                .strip_suffix(".seg")
+                .and_then(|n| parse_index(n, 12))
+                .ok_or_else(|| storage(format!("unexpected object {SEGMENTS}/{name}")))?;
+            out.push(first);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Leaf-hash pieces as (start, end), sorted.
+    async fn pieces(&self) -> Result<Vec<(u64, u64)>, Error> {
+        let mut out = Vec::new();
+        for name in self.names(LEAVES).await? {
+            let piece = name
+                .strip_suffix(".bin")
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(a, b)| Some((parse_index(a, 12)?, parse_index(b, 12)?)))
+                .filter(|(a, b)| a < b)
+                .ok_or_else(|| storage(format!("unexpected object {LEAVES}/{name}")))?;
+            out.push(piece);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Checkpoint sizes, sorted.
+    async fn checkpoints(&self) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        for name in self.names(CHECKPOINTS).await? {
+            let size = name
+                .strip_suffix(".note")
+                .and_then(|n| parse_index(n, 12))
+                .ok_or_else(|| storage(format!("unexpected object {CHECKPOINTS}/{name}")))?;
+            out.push(size);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+fn parse_index(s: &str, digits: usize) -> Option<u64> {
+    (s.len() == digits && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// One non-empty segment the handle knows: records `[first, end)`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    first: u64,
+    end: u64,
+}
+
+/// An open ledger, ready to append. Several handles (in one process or many) may append to
+/// the same ledger at once; each sees the others' records when it next appends.
 #[derive(Debug)]
 pub struct Ledger {
-    dir: PathBuf,
+    place: Place,
     origin: String,
     tree: Tree,
+    /// The non-empty segments, in index order, tiling `[0, tree.len())`.
+    spans: Vec<Span>,
     /// Records covered by leaf-hash pieces.
     pieces_end: u64,
     /// Size and note text of the latest checkpoint.
@@ -67,44 +232,81 @@ pub struct VerifyReport {
 }
 
 impl Ledger {
-    /// Creates a new, empty ledger in `dir` (created if missing; must be empty).
-    pub fn init(dir: &Path, origin: &str) -> Result<Ledger, Error> {
+    /// Creates a new, empty ledger under `prefix` (`""`: the store's root) in `store`; no
+    /// object may exist under the prefix yet.
+    pub async fn init(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        origin: &str,
+    ) -> Result<Ledger, Error> {
         check_origin(origin)?;
-        fs::create_dir_all(dir)?;
-        if fs::read_dir(dir)?.next().is_some() {
-            return Err(storage(format!("{} is not empty", dir.display())));
+        let place = Place::new(store, prefix)?;
+        let under = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        if let Some(meta) = place.store.list(&under).await?.first() {
+            return Err(storage(format!(
+                "{} already holds {} under the ledger's prefix",
+                place.store.describe(),
+                meta.key
+            )));
         }
-        for sub in [RECORDS, LEAVES, CHECKPOINTS] {
-            fs::create_dir(dir.join(sub))?;
-        }
-        write_once(&dir.join(ORIGIN), format!("{origin}\n").as_bytes())?;
-        Ledger::open(dir)
+        let key = place.key(ORIGIN)?;
+        place
+            .create(&key, format!("{origin}\n").into_bytes())
+            .await?;
+        Ledger::open(place.store, prefix).await
     }
 
-    /// Opens an existing ledger, reading every record's hash (but not verifying signatures;
-    /// see [`Ledger::verify`]). Fails if a record is missing in the middle.
-    pub fn open(dir: &Path) -> Result<Ledger, Error> {
-        let origin = read_origin(dir)?;
-        let indices = list_records(dir)?;
-        if let Some(pos) = indices.iter().enumerate().position(|(i, &x)| i as u64 != x) {
-            return Err(storage(format!("record {pos} is missing")));
-        }
-        let mut tree = Tree::new();
-        for i in 0..indices.len() as u64 {
-            tree.push(leaf_hash(&read_record_file(dir, i)?));
-        }
-        let pieces_end = list_pieces(dir)?.last().map_or(0, |p| p.1);
-        let latest = match list_checkpoints(dir)?.last() {
-            Some(&size) => Some((size, read_text(&checkpoint_path(dir, size))?)),
-            None => None,
-        };
-        Ok(Ledger {
-            dir: dir.to_owned(),
+    /// Opens an existing ledger: reads every segment (framing and leaf hashes, not
+    /// signatures; see [`Ledger::verify`]). Fails, naming the object, if segments leave a
+    /// gap, overlap or are malformed; a segment with no records is ignored.
+    pub async fn open(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Ledger, Error> {
+        let place = Place::new(store, prefix)?;
+        let origin = place.origin().await?;
+        let mut ledger = Ledger {
+            place,
             origin,
-            tree,
-            pieces_end,
-            latest,
-        })
+            tree: Tree::new(),
+            spans: Vec::new(),
+            pieces_end: 0,
+            latest: None,
+        };
+        for first in ledger.place.segments().await? {
+            let key = ledger.place.segment_key(first)?;
+            let bytes = ledger.place.get(&key).await?;
+            let (header, frames) =
+                segment::frames(&bytes, first).map_err(|e| segment_error(&key, e))?;
+            if header.count == 0 {
+                continue;
+            }
+            let end = ledger.tree.len();
+            if first != end {
+                return Err(bad_record(
+                    first.min(end),
+                    Some(&key),
+                    if first > end {
+                        format!("records {end}..{first} are missing (a gap before this segment)")
+                    } else {
+                        format!(
+                            "segment starts at record {first}, which an earlier segment holds (segments overlap)"
+                        )
+                    },
+                ));
+            }
+            for frame in frames {
+                let (_, record) = frame.map_err(|e| segment_error(&key, e))?;
+                ledger.tree.push(leaf_hash(record));
+            }
+            ledger.spans.push(Span {
+                first,
+                end: header.end(),
+            });
+        }
+        ledger.reload_checkpoints().await?;
+        Ok(ledger)
     }
 
     /// The log's origin.
@@ -112,7 +314,7 @@ impl Ledger {
         &self.origin
     }
 
-    /// Number of records.
+    /// Number of records this handle knows (others may have appended since).
     pub fn len(&self) -> u64 {
         self.tree.len()
     }
@@ -132,36 +334,136 @@ impl Ledger {
         self.latest.as_ref().map(|(_, note)| note.as_str())
     }
 
-    /// Appends `record` as the next index (its `sequence` is set here) after checking that
-    /// each input link names an existing record by its leaf hash. Returns index and leaf hash.
-    pub fn append(&mut self, mut record: Record) -> Result<(u64, Hash), Error> {
-        let index = self.tree.len();
-        record.sequence = index;
-        for link in &record.inputs {
-            if self.tree.leaf(link.index) != Some(link.leaf_hash) {
-                return Err(LedgerError::InvalidRecord(format!(
-                    "input link to record {} does not match its leaf hash",
-                    link.index
-                ))
-                .into());
-            }
-        }
-        let bytes = record.encode()?;
-        let path = record_path(&self.dir, index);
-        if index.is_multiple_of(PER_DIR) {
-            fs::create_dir_all(path.parent().expect("has a parent"))?;
-        }
-        write_once(&path, &bytes)?;
-        let hash = leaf_hash(&bytes);
-        self.tree.push(hash);
-        Ok((index, hash))
+    /// Appends `record` as the next index; see [`Ledger::append_all`].
+    pub async fn append(&mut self, record: Record) -> Result<(u64, Hash), Error> {
+        let mut out = self.append_all(vec![record]).await?;
+        Ok(out.pop().expect("one record in, one out"))
     }
 
-    /// Signs a checkpoint of the whole log as of `time` (Unix seconds) and stores it, after
-    /// storing the leaf hashes it newly covers. Returns the note text.
-    pub fn checkpoint(&mut self, signer: &dyn Signer, time: u64) -> Result<String, Error> {
+    /// Appends `records` as one segment at the end of the log, numbering them (their
+    /// `sequence` is set here) and checking that each input link names an existing record by
+    /// its leaf hash. If another appender claimed that index first, reloads the new tail and
+    /// retries at the new end (at most [`MAX_APPEND_ATTEMPTS`] times). Returns each record's
+    /// index and leaf hash, in order. An empty batch writes nothing.
+    pub async fn append_all(
+        &mut self,
+        mut records: Vec<Record>,
+    ) -> Result<Vec<(u64, Hash)>, Error> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        if u32::try_from(records.len()).is_err() {
+            return Err(LedgerError::InvalidRecord(
+                "a batch holds at most 2^32 - 1 records".into(),
+            )
+            .into());
+        }
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let first = self.tree.len();
+            let mut encoded = Vec::with_capacity(records.len());
+            let mut hashes: Vec<Hash> = Vec::with_capacity(records.len());
+            for (index, record) in (first..).zip(records.iter_mut()) {
+                record.sequence = index;
+                for link in &record.inputs {
+                    let known = if link.index < first {
+                        self.tree.leaf(link.index)
+                    } else {
+                        hashes.get((link.index - first) as usize).copied()
+                    };
+                    if known != Some(link.leaf_hash) {
+                        return Err(LedgerError::InvalidRecord(format!(
+                            "record {index}: input link to record {} does not match its leaf hash",
+                            link.index
+                        ))
+                        .into());
+                    }
+                }
+                let bytes = record.encode()?;
+                hashes.push(leaf_hash(&bytes));
+                encoded.push(bytes);
+            }
+            let key = self.place.segment_key(first)?;
+            let body = segment::encode(first, encoded.iter().map(Vec::as_slice));
+            match self.place.create(&key, body).await {
+                Ok(()) => {
+                    for &hash in &hashes {
+                        self.tree.push(hash);
+                    }
+                    self.spans.push(Span {
+                        first,
+                        end: self.tree.len(),
+                    });
+                    return Ok((first..).zip(hashes).collect());
+                }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    if !self.reload_tail().await? {
+                        return Err(storage(format!(
+                            "{key} exists but holds no records, so record {first} cannot be appended"
+                        )));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(storage(format!(
+            "gave up appending after {MAX_APPEND_ATTEMPTS} attempts: other appenders kept \
+             claiming the next index"
+        )))
+    }
+
+    /// Reads the segments other appenders added after this handle's end. Returns whether
+    /// any record was added.
+    async fn reload_tail(&mut self) -> Result<bool, Error> {
+        let start = self.tree.len();
+        loop {
+            let first = self.tree.len();
+            let key = self.place.segment_key(first)?;
+            let bytes = match self.place.store.get(&key).await {
+                Ok((bytes, _)) => bytes,
+                Err(StoreError::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let (header, frames) =
+                segment::frames(&bytes, first).map_err(|e| segment_error(&key, e))?;
+            if header.count == 0 {
+                break;
+            }
+            let mut hashes = Vec::with_capacity(header.count as usize);
+            for frame in frames {
+                hashes.push(leaf_hash(frame.map_err(|e| segment_error(&key, e))?.1));
+            }
+            for hash in hashes {
+                self.tree.push(hash);
+            }
+            self.spans.push(Span {
+                first,
+                end: header.end(),
+            });
+        }
+        Ok(self.tree.len() > start)
+    }
+
+    /// Learns the leaf-hash pieces and the latest checkpoint from the store.
+    async fn reload_checkpoints(&mut self) -> Result<(), Error> {
+        self.pieces_end = self.place.pieces().await?.last().map_or(0, |p| p.1);
+        self.latest = match self.place.checkpoints().await?.last() {
+            Some(&size) => Some((
+                size,
+                self.place.text(&self.place.checkpoint_key(size)?).await?,
+            )),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Signs a checkpoint of the whole log as stored now (other appenders' records
+    /// included) as of `time` (Unix seconds) and stores it, after storing the leaf hashes it
+    /// newly covers. Returns the note text.
+    pub async fn checkpoint(&mut self, signer: &dyn Signer, time: u64) -> Result<String, Error> {
+        self.reload_tail().await?;
+        self.reload_checkpoints().await?;
         let size = self.tree.len();
-        if self.latest.as_ref().is_some_and(|(s, _)| *s == size) {
+        if self.latest.as_ref().is_some_and(|(s, _)| *s >= size) {
             return Err(storage(format!(
                 "there is already a checkpoint at size {size}"
             )));
@@ -178,28 +480,74 @@ impl Ledger {
             for i in self.pieces_end..size {
                 piece.extend_from_slice(&self.tree.leaf(i).expect("below size"));
             }
-            write_once(&piece_path(&self.dir, self.pieces_end, size), &piece)?;
+            let key = self.place.piece_key(self.pieces_end, size)?;
+            self.place.create(&key, piece).await?;
             self.pieces_end = size;
         }
-        write_once(&checkpoint_path(&self.dir, size), note.as_bytes())?;
+        let key = self.place.checkpoint_key(size)?;
+        self.place.create(&key, note.clone().into_bytes()).await?;
         self.latest = Some((size, note.clone()));
         Ok(note)
     }
 
+    /// Reads one known segment object.
+    async fn read_span(&self, span: Span) -> Result<(ObjectKey, Bytes), Error> {
+        let key = self.place.segment_key(span.first)?;
+        let bytes = self.place.get(&key).await?;
+        Ok((key, bytes))
+    }
+
+    /// Reads records `range` (clamped to the known log) with their leaf hashes, one segment
+    /// read per segment touched.
+    pub async fn records(&self, range: Range<u64>) -> Result<Vec<(Record, Hash)>, Error> {
+        let range = range.start..range.end.min(self.len());
+        let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
+        if range.is_empty() {
+            return Ok(out);
+        }
+        let start = self.spans.partition_point(|s| s.end <= range.start);
+        for &span in self.spans[start..]
+            .iter()
+            .take_while(|s| s.first < range.end)
+        {
+            let (key, bytes) = self.read_span(span).await?;
+            let (_, frames) =
+                segment::frames(&bytes, span.first).map_err(|e| segment_error(&key, e))?;
+            for frame in frames {
+                let (index, bytes) = frame.map_err(|e| segment_error(&key, e))?;
+                if !range.contains(&index) {
+                    continue;
+                }
+                let hash = leaf_hash(bytes);
+                if self.tree.leaf(index) != Some(hash) {
+                    return Err(bad_record(
+                        index,
+                        Some(&key),
+                        "changed since the ledger was opened",
+                    ));
+                }
+                let record = Record::decode(bytes)
+                    .map_err(|e| bad_record(index, Some(&key), e.to_string()))?;
+                out.push((record, hash));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads record `index` and its leaf hash.
-    pub fn record(&self, index: u64) -> Result<(Record, Hash), Error> {
+    pub async fn record(&self, index: u64) -> Result<(Record, Hash), Error> {
         if index >= self.len() {
             return Err(storage(format!(
                 "no record {index}: the log has {}",
                 self.len()
             )));
         }
-        let bytes = read_record_file(&self.dir, index)?;
-        Ok((Record::decode(&bytes)?, leaf_hash(&bytes)))
+        let mut one = self.records(index..index + 1).await?;
+        Ok(one.pop().expect("the index is inside the log"))
     }
 
     /// An offline bundle for record `index` under the latest checkpoint.
-    pub fn prove(&self, index: u64) -> Result<Bundle, Error> {
+    pub async fn prove(&self, index: u64) -> Result<Bundle, Error> {
         let Some((size, note)) = &self.latest else {
             return Err(storage("the log has no checkpoint yet"));
         };
@@ -215,29 +563,35 @@ impl Ledger {
             ))
             .into());
         }
-        let bytes = read_record_file(&self.dir, index)?;
+        let (record, _) = self.record(index).await?;
         let proof = self.tree.inclusion_proof(index, *size)?;
-        Ok(Bundle::new(note.clone(), index, &bytes, &proof))
+        Ok(Bundle::new(note.clone(), index, &record.encode()?, &proof))
     }
 
-    /// Checks everything in `dir` against `trusted`: every checkpoint's signature, origin and
-    /// consistency with the one before; the leaf-hash pieces against the signed roots; every
-    /// record's presence, form, position and input links, and its bytes against the signed
-    /// leaf hashes. Fails at the first bad record index (or checkpoint).
-    pub fn verify(dir: &Path, trusted: &TrustedKeys) -> Result<VerifyReport, Error> {
-        let origin = read_origin(dir)?;
+    /// Checks everything under `prefix` in `store` against `trusted`: every checkpoint's
+    /// signature, origin and consistency with the one before; the leaf-hash pieces against
+    /// the signed roots; the segments' framing and tiling; every record's form, position and
+    /// input links, and its bytes against the signed leaf hashes. Fails at the first bad
+    /// record index (naming its segment object), or checkpoint.
+    pub async fn verify(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        trusted: &TrustedKeys,
+    ) -> Result<VerifyReport, Error> {
+        let place = Place::new(store, prefix)?;
+        let origin = place.origin().await?;
 
         // Leaf hashes, authenticated below by the signed roots.
         let mut signed = Tree::new();
         let mut expected_start = 0;
-        for (start, end) in list_pieces(dir)? {
+        for (start, end) in place.pieces().await? {
             if start != expected_start {
                 return Err(LedgerError::Verify(format!(
                     "leaf-hash pieces are not contiguous at record {expected_start}"
                 ))
                 .into());
             }
-            let bytes = fs::read(piece_path(dir, start, end))?;
+            let bytes = place.get(&place.piece_key(start, end)?).await?;
             if bytes.len() as u64 != (end - start) * 32 {
                 return Err(LedgerError::Verify(format!(
                     "leaf-hash piece {start}-{end} has the wrong length"
@@ -252,8 +606,8 @@ impl Ledger {
 
         let mut checkpoints = 0;
         let mut latest: Option<Checkpoint> = None;
-        for size in list_checkpoints(dir)? {
-            let checkpoint = trusted.verify(&read_text(&checkpoint_path(dir, size))?)?;
+        for size in place.checkpoints().await? {
+            let checkpoint = trusted.verify(&place.text(&place.checkpoint_key(size)?).await?)?;
             let bad = |reason: String| -> Error {
                 LedgerError::Verify(format!("checkpoint at size {size}: {reason}")).into()
             };
@@ -285,190 +639,87 @@ impl Ledger {
             latest = Some(checkpoint);
         }
         let signed_size = latest.as_ref().map_or(0, |c| c.size);
+        let missing = |index: u64| {
+            if index < signed_size {
+                format!("missing (the checkpoint at size {signed_size} covers it)")
+            } else {
+                "missing".to_owned()
+            }
+        };
 
-        let indices = list_records(dir)?;
-        let total = indices.last().map_or(0, |&m| m + 1).max(signed_size);
-        let mut present = indices.into_iter().peekable();
-        let mut leaves: Vec<Hash> = Vec::with_capacity(total as usize);
-        for index in 0..total {
-            let bad = |reason: String| -> Error { LedgerError::BadRecord { index, reason }.into() };
-            if present.next_if_eq(&index).is_none() {
-                return Err(bad(if index < signed_size {
-                    format!("missing (the checkpoint at size {signed_size} covers it)")
+        let mut leaves: Vec<Hash> = Vec::with_capacity(signed_size as usize);
+        for first in place.segments().await? {
+            let key = place.segment_key(first)?;
+            let bytes = place.get(&key).await?;
+            let next = leaves.len() as u64;
+            let (header, frames) = segment::frames(&bytes, first).map_err(|e| {
+                // A segment whose header is bad cannot claim its range: its records are
+                // missing unless earlier segments already hold them.
+                if first > next {
+                    bad_record(next, Some(&key), missing(next))
                 } else {
-                    "missing".into()
-                }));
+                    segment_error(&key, e)
+                }
+            })?;
+            if header.count == 0 {
+                continue;
             }
-            let bytes = read_record_file(dir, index)?;
-            let record = Record::decode(&bytes).map_err(|e| bad(format!("{e}")))?;
-            if record.sequence != index {
-                return Err(bad(format!(
-                    "holds record number {}: moved or reordered",
-                    record.sequence
-                )));
+            if first > next {
+                return Err(bad_record(
+                    next,
+                    Some(&key),
+                    format!(
+                        "{} (the next segment starts at record {first})",
+                        missing(next)
+                    ),
+                ));
             }
-            let hash = leaf_hash(&bytes);
-            if index < signed_size && signed.leaf(index) != Some(hash) {
-                return Err(bad(format!(
-                    "its bytes differ from those the checkpoint at size {signed_size} commits to"
-                )));
+            if first < next {
+                return Err(bad_record(
+                    first,
+                    Some(&key),
+                    format!(
+                        "held by an earlier segment too (segments overlap up to record {next})"
+                    ),
+                ));
             }
-            for link in &record.inputs {
-                if leaves[link.index as usize] != link.leaf_hash {
+            for frame in frames {
+                let (index, bytes) = frame.map_err(|e| segment_error(&key, e))?;
+                let bad = |reason: String| bad_record(index, Some(&key), reason);
+                let record = Record::decode(bytes).map_err(|e| bad(format!("{e}")))?;
+                if record.sequence != index {
                     return Err(bad(format!(
-                        "input link to record {} does not match that record's leaf hash",
-                        link.index
+                        "holds record number {}: moved or reordered",
+                        record.sequence
                     )));
                 }
+                let hash = leaf_hash(bytes);
+                if index < signed_size && signed.leaf(index) != Some(hash) {
+                    return Err(bad(format!(
+                        "its bytes differ from those the checkpoint at size {signed_size} commits to"
+                    )));
+                }
+                for link in &record.inputs {
+                    if leaves[link.index as usize] != link.leaf_hash {
+                        return Err(bad(format!(
+                            "input link to record {} does not match that record's leaf hash",
+                            link.index
+                        )));
+                    }
+                }
+                leaves.push(hash);
             }
-            leaves.push(hash);
+        }
+        let records = leaves.len() as u64;
+        if records < signed_size {
+            return Err(bad_record(records, None, missing(records)));
         }
         Ok(VerifyReport {
             origin,
-            records: total,
+            records,
             checkpoints,
             signed_size,
             latest,
         })
     }
-}
-
-fn record_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(RECORDS)
-        .join(format!("{:09}", index / PER_DIR))
-        .join(format!("{index:012}.rec"))
-}
-
-fn piece_path(dir: &Path, start: u64, end: u64) -> PathBuf {
-    dir.join(LEAVES).join(format!("{start:012}-{end:012}.bin"))
-}
-
-fn checkpoint_path(dir: &Path, size: u64) -> PathBuf {
-    dir.join(CHECKPOINTS).join(format!("{size:012}.note"))
-}
-
-/// Creates `path` with `contents`, failing if it exists: a temporary file, then a link.
-fn write_once(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let parent = path.parent().expect("ledger paths have a parent");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)?;
-    tmp.write_all(contents)?;
-    tmp.persist_noclobber(path).map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            storage(format!(
-                "{} already exists (ledger pieces are write-once)",
-                path.display()
-            ))
-        } else {
-            Error::Io(e.error)
-        }
-    })?;
-    Ok(())
-}
-
-fn read_text(path: &Path) -> Result<String, Error> {
-    String::from_utf8(fs::read(path)?)
-        .map_err(|_| storage(format!("{} is not UTF-8", path.display())))
-}
-
-fn read_origin(dir: &Path) -> Result<String, Error> {
-    let text = read_text(&dir.join(ORIGIN)).map_err(|e| match e {
-        Error::Io(_) => storage(format!(
-            "{} is not a ledger (no origin file)",
-            dir.display()
-        )),
-        other => other,
-    })?;
-    let origin = text
-        .strip_suffix('\n')
-        .ok_or_else(|| storage("origin file does not end in a newline"))?;
-    check_origin(origin)?;
-    Ok(origin.to_owned())
-}
-
-fn read_record_file(dir: &Path, index: u64) -> Result<Vec<u8>, Error> {
-    let path = record_path(dir, index);
-    let file = fs::File::open(&path)?;
-    if file.metadata()?.len() > MAX_RECORD_FILE {
-        return Err(LedgerError::BadRecord {
-            index,
-            reason: "record file is too large".into(),
-        }
-        .into());
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
-    Ok(bytes)
-}
-
-/// Names in `dir` other than temporary files (`.`-prefixed).
-fn names(dir: &Path) -> Result<Vec<String>, Error> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name
-            .to_str()
-            .ok_or_else(|| storage(format!("a non-UTF-8 name in {}", dir.display())))?;
-        if !name.starts_with('.') {
-            out.push(name.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn parse_index(s: &str, digits: usize) -> Option<u64> {
-    (s.len() == digits && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
-/// Record indices present, sorted; fails on a name that is not a record's.
-fn list_records(dir: &Path) -> Result<Vec<u64>, Error> {
-    let records = dir.join(RECORDS);
-    let mut out = Vec::new();
-    for sub in names(&records)? {
-        let bucket =
-            parse_index(&sub, 9).ok_or_else(|| storage(format!("unexpected {RECORDS}/{sub}")))?;
-        for name in names(&records.join(&sub))? {
-            let index = name
-                .strip_suffix(".rec")
-                .and_then(|n| parse_index(n, 12))
-                .filter(|i| i / PER_DIR == bucket)
-                .ok_or_else(|| storage(format!("unexpected {RECORDS}/{sub}/{name}")))?;
-            out.push(index);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Leaf-hash pieces as (start, end), sorted.
-fn list_pieces(dir: &Path) -> Result<Vec<(u64, u64)>, Error> {
-    let mut out = Vec::new();
-    for name in names(&dir.join(LEAVES))? {
-        let piece = name
-            .strip_suffix(".bin")
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(a, b)| Some((parse_index(a, 12)?, parse_index(b, 12)?)))
-            .filter(|(a, b)| a < b)
-            .ok_or_else(|| storage(format!("unexpected {LEAVES}/{name}")))?;
-        out.push(piece);
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Checkpoint sizes, sorted.
-fn list_checkpoints(dir: &Path) -> Result<Vec<u64>, Error> {
-    let mut out = Vec::new();
-    for name in names(&dir.join(CHECKPOINTS))? {
-        let size = name
-            .strip_suffix(".note")
-            .and_then(|n| parse_index(n, 12))
-            .ok_or_else(|| storage(format!("unexpected {CHECKPOINTS}/{name}")))?;
-        out.push(size);
-    }
-    out.sort_unstable();
-    Ok(out)
 }

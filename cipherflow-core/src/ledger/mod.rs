@@ -5,13 +5,16 @@
 //! - [`merkle`]: RFC 6962/9162 Merkle tree hashing and proof generation.
 //! - [`checkpoint`]: signed checkpoints (C2SP signed-note style) and the trusted-key set.
 //! - [`proof`]: inclusion/consistency proof verification and the offline bundle.
-//! - [`log`]: the log stored as write-once files in a local folder, and full verification.
+//! - [`segment`]: the framing of a segment, one write-once object holding a run of records.
+//! - [`log`]: the log stored through an [`ObjectStore`](crate::store::ObjectStore) in
+//!   write-once objects (segments, leaf-hash pieces, checkpoints), and full verification.
 //! - [`cloudtrail`], [`custody`]: AWS's record of S3 events, joined with the ledger into a
 //!   chain-of-custody report.
 //!
-//! There is no `ObjectStore` trait in the workspace yet, so [`Ledger`] writes to a local
-//! folder; every piece is created once and never rewritten, which maps onto an object store
-//! with conditional (`If-None-Match: *`) puts.
+//! Every object is created once and never rewritten (create-only puts, `If-None-Match: *` on
+//! S3), so the ledger runs on a local folder and on S3 alike, and concurrent appenders
+//! cannot both claim an index. The storage methods are async; synchronous callers drive a
+//! local store with [`crate::store::block_on`].
 
 pub mod checkpoint;
 pub mod cloudtrail;
@@ -21,6 +24,7 @@ pub mod log;
 pub mod merkle;
 pub mod proof;
 pub mod record;
+pub mod segment;
 mod time;
 
 pub use checkpoint::{Checkpoint, TrustedKey, TrustedKeys};

@@ -134,10 +134,7 @@ impl<'a> Iterator for Frames<'a> {
             if !self.rest.is_empty() {
                 return fail(
                     &mut self.done,
-                    format!(
-                        "{} bytes after the segment's last record",
-                        self.rest.len()
-                    ),
+                    format!("{} bytes after the segment's last record", self.rest.len()),
                 );
             }
             return None;
@@ -206,8 +203,8 @@ mod tests {
         let records: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 5 + i as usize]).collect();
         let bytes = encode(100, records.iter().map(Vec::as_slice));
         for cut in 0..bytes.len() {
-            let result = frames(&bytes[..cut], 100)
-                .and_then(|(_, f)| f.collect::<Result<Vec<_>, _>>());
+            let result =
+                frames(&bytes[..cut], 100).and_then(|(_, f)| f.collect::<Result<Vec<_>, _>>());
             let err = result.expect_err("a cut segment must not frame");
             // The first record whose frame the cut reaches.
             let mut expected = 100;

@@ -1,8 +1,7 @@
 //! Ledger tests: RFC 6962 vectors, cross-checks against the independent `ct-merkle` crate,
 //! checkpoints and key windows, and tamper tests on a stored log.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof, InclusionProof};
@@ -12,7 +11,9 @@ use super::checkpoint::{Checkpoint, TrustedKey, TrustedKeys};
 use super::merkle::{Hash, Tree, empty_root, leaf_hash};
 use super::proof::{Bundle, verify_consistency, verify_inclusion};
 use super::record::{Actor, Kind, Link, ObjectRef, Record};
-use super::{Ledger, LedgerError};
+use super::segment;
+use super::{Ledger, LedgerError, VerifyReport};
+use crate::store::{Bytes, MemoryStore, ObjectKey, ObjectStore, PutMode, block_on};
 use crate::{Error, Signer, SigningKey};
 
 // -------------------------------------------------------------------------------------------
@@ -409,61 +410,127 @@ fn record(i: u64, inputs: Vec<Link>) -> Record {
     }
 }
 
-/// A log of `n` records (record 3, if any, made from records 0 and 2), checkpointed at
-/// `checkpoint_at` sizes.
-fn build(dir: &Path, key: &SigningKey, n: u64, checkpoint_at: &[u64]) -> Ledger {
-    let mut ledger = Ledger::init(dir, "example.com/ledger/test").unwrap();
+/// Where the tests keep their ledger inside a store.
+const PREFIX: &str = "ledgers/test";
+
+fn memory() -> Arc<dyn ObjectStore> {
+    Arc::new(MemoryStore::new())
+}
+
+fn seg_key(first: u64) -> ObjectKey {
+    ObjectKey::new(format!("{PREFIX}/segments/{first:012}.seg")).unwrap()
+}
+
+fn get(store: &Arc<dyn ObjectStore>, key: &ObjectKey) -> Vec<u8> {
+    block_on(store.get(key)).unwrap().0.to_vec()
+}
+
+fn put(store: &Arc<dyn ObjectStore>, key: &ObjectKey, bytes: &[u8]) {
+    block_on(store.put(key, Bytes::copy_from_slice(bytes), PutMode::Overwrite)).unwrap();
+}
+
+fn del(store: &Arc<dyn ObjectStore>, key: &ObjectKey) {
+    block_on(store.delete(key)).unwrap();
+}
+
+/// Record `i` as the log stores it (for computing link hashes before appending).
+fn stored(i: u64) -> Record {
+    let mut r = record(i, Vec::new());
+    r.sequence = i;
+    r
+}
+
+/// A log of `n` records (record 3, if any, made from records 0 and 2) appended in segments
+/// of at most `batch` records that also end at each size in `checkpoint_at`, where a
+/// checkpoint is signed.
+fn build(
+    store: &Arc<dyn ObjectStore>,
+    key: &SigningKey,
+    n: u64,
+    batch: u64,
+    checkpoint_at: &[u64],
+) -> Ledger {
+    let mut ledger = block_on(Ledger::init(
+        store.clone(),
+        PREFIX,
+        "example.com/ledger/test",
+    ))
+    .unwrap();
+    let mut pending = Vec::new();
     for i in 0..n {
         let inputs = if i == 3 {
             [0, 2]
                 .into_iter()
                 .map(|j| Link {
                     index: j,
-                    leaf_hash: ledger.tree().leaf(j).unwrap(),
+                    leaf_hash: stored(j).leaf_hash().unwrap(),
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        let (index, _) = ledger.append(record(i, inputs)).unwrap();
-        assert_eq!(index, i);
-        if checkpoint_at.contains(&(i + 1)) {
-            ledger.checkpoint(key, T0 + i).unwrap();
+        pending.push(record(i, inputs));
+        let end = i + 1;
+        if pending.len() as u64 == batch || checkpoint_at.contains(&end) || end == n {
+            let first = end - pending.len() as u64;
+            let got = block_on(ledger.append_all(std::mem::take(&mut pending))).unwrap();
+            let indices: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+            assert_eq!(indices, (first..end).collect::<Vec<_>>());
+        }
+        if checkpoint_at.contains(&end) {
+            block_on(ledger.checkpoint(key, T0 + i)).unwrap();
         }
     }
     ledger
 }
 
-fn record_file(dir: &Path, i: u64) -> PathBuf {
-    dir.join(format!("records/{:09}/{i:012}.rec", i / 1000))
+fn verify(store: &Arc<dyn ObjectStore>, trusted: &TrustedKeys) -> Result<VerifyReport, Error> {
+    block_on(Ledger::verify(store.clone(), PREFIX, trusted))
 }
 
-fn bad_index(dir: &Path, trusted: &TrustedKeys) -> u64 {
-    match Ledger::verify(dir, trusted).map(|_| ()).map_err(ledger_err) {
-        Err(LedgerError::BadRecord { index, .. }) => index,
+/// The first bad index and the object `verify` names.
+fn bad_index(store: &Arc<dyn ObjectStore>, trusted: &TrustedKeys) -> (u64, Option<String>) {
+    match verify(store, trusted).map(|_| ()).map_err(ledger_err) {
+        Err(LedgerError::BadRecord { index, object, .. }) => (index, object),
         other => panic!("expected a bad record, got {other:?}"),
     }
 }
 
 #[test]
 fn append_checkpoint_reopen_verify() {
-    let dir = tempfile::tempdir().unwrap();
+    let store = memory();
     let key = signer();
-    let ledger = build(dir.path(), &key, 6, &[2, 6]);
-    let report = Ledger::verify(dir.path(), &trust(&key)).unwrap();
+    let ledger = build(&store, &key, 6, 2, &[2, 6]);
+    let report = verify(&store, &trust(&key)).unwrap();
     assert_eq!(report.records, 6);
     assert_eq!(report.checkpoints, 2);
     assert_eq!(report.signed_size, 6);
-    let reopened = Ledger::open(dir.path()).unwrap();
+    // Three segments of two records each, not one object per record.
+    let segments = block_on(store.list(&format!("{PREFIX}/segments/"))).unwrap();
+    let names: Vec<&str> = segments.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(
+        names,
+        [0, 2, 4]
+            .map(|i| seg_key(i).to_string())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    let mut reopened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
     assert_eq!(reopened.len(), 6);
     assert_eq!(reopened.tree().root(), ledger.tree().root());
-    let (r3, _) = reopened.record(3).unwrap();
+    let (r3, _) = block_on(reopened.record(3)).unwrap();
     assert_eq!(r3.sequence, 3);
     assert_eq!(r3.inputs.len(), 2);
+    let all = block_on(reopened.records(1..5)).unwrap();
+    assert_eq!(
+        all.iter().map(|(r, _)| r.sequence).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(all[0].1, ledger.tree().leaf(1).unwrap());
     // A second checkpoint at the same size is refused (write-once).
-    let mut reopened = reopened;
-    assert!(reopened.checkpoint(&key, T0).is_err());
-    // An input link with the wrong hash is refused at append.
+    assert!(block_on(reopened.checkpoint(&key, T0)).is_err());
+    // An input link with the wrong hash is refused at append, and nothing is written.
     let wrong = record(
         9,
         vec![Link {
@@ -472,134 +539,322 @@ fn append_checkpoint_reopen_verify() {
         }],
     );
     assert!(matches!(
-        ledger_err(reopened.append(wrong).unwrap_err()),
+        ledger_err(block_on(reopened.append(wrong)).unwrap_err()),
         LedgerError::InvalidRecord(_)
     ));
-    // Init refuses a folder that is not empty.
-    assert!(Ledger::init(dir.path(), "again").is_err());
+    assert!(
+        block_on(reopened.append_all(Vec::new()))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        block_on(store.list(&format!("{PREFIX}/segments/")))
+            .unwrap()
+            .len(),
+        3
+    );
+    // Init refuses a prefix that holds objects; another prefix in the same store is free.
+    assert!(block_on(Ledger::init(store.clone(), PREFIX, "again")).is_err());
+    let other = block_on(Ledger::init(store.clone(), "ledgers/other", "other")).unwrap();
+    assert!(other.is_empty());
+    assert!(matches!(
+        ledger_err(block_on(Ledger::open(store.clone(), "ledgers/none")).unwrap_err()),
+        LedgerError::Storage(_)
+    ));
 }
 
 #[test]
-fn tamper_any_byte_of_any_record_names_its_index() {
-    let dir = tempfile::tempdir().unwrap();
+fn two_handles_interleaving_appends_lose_and_duplicate_nothing() {
+    let store = memory();
+    let mut a = block_on(Ledger::init(store.clone(), PREFIX, "o")).unwrap();
+    let mut b = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    // A claims [0, 3); B, still at 0, loses index 0, reloads and lands at 3.
+    let got_a = block_on(a.append_all((0..3).map(|i| record(i, Vec::new())).collect())).unwrap();
+    let got_b = block_on(b.append_all((10..12).map(|i| record(i, Vec::new())).collect())).unwrap();
+    assert_eq!(got_a.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(got_b.iter().map(|x| x.0).collect::<Vec<_>>(), [3, 4]);
+    // A is now behind: its next record goes to 5, linking to B's record 4 by hash.
+    let link = Link {
+        index: 4,
+        leaf_hash: got_b[1].1,
+    };
+    let (index, _) = block_on(a.append(record(20, vec![])))
+        .and_then(|_| block_on(a.append(record(21, vec![link]))))
+        .unwrap();
+    assert_eq!(index, 6);
+    assert_eq!(a.len(), 7);
+    let report = verify(&store, &TrustedKeys::new()).unwrap();
+    assert_eq!(report.records, 7);
+    let opened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    assert_eq!(opened.tree().root(), a.tree().root());
+    let keys: Vec<String> = block_on(opened.records(0..7))
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r.object.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [0, 1, 2, 10, 11, 20, 21].map(|i| record(i, vec![]).object.key)
+    );
+}
+
+#[test]
+fn two_threads_appending_at_once_both_succeed() {
+    let store = memory();
+    block_on(Ledger::init(store.clone(), PREFIX, "o")).unwrap();
+    let workers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut ledger = block_on(Ledger::open(store, PREFIX)).unwrap();
+                let mut mine = Vec::new();
+                for batch in 0..40u64 {
+                    let records = (0..3)
+                        .map(|k| record(w * 1000 + batch * 3 + k, Vec::new()))
+                        .collect();
+                    mine.extend(block_on(ledger.append_all(records)).unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut indices: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .map(|(i, _)| i)
+        .collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..240).collect::<Vec<_>>());
     let key = signer();
-    build(dir.path(), &key, 5, &[5]);
+    let mut ledger = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    block_on(ledger.checkpoint(&key, T0)).unwrap();
+    assert_eq!(verify(&store, &trust(&key)).unwrap().signed_size, 240);
+}
+
+#[test]
+fn tamper_any_byte_of_any_record_names_its_index_and_segment() {
+    let store = memory();
+    let key = signer();
+    build(&store, &key, 5, 3, &[5]);
     let trusted = trust(&key);
-    for i in 0..5 {
-        let path = record_file(dir.path(), i);
-        let original = fs::read(&path).unwrap();
+    for (first, end) in [(0u64, 3u64), (3, 5)] {
+        let object = seg_key(first);
+        let original = get(&store, &object);
+        // Where each record's frame (length prefix and bytes) starts.
+        let mut starts = Vec::new();
+        let mut offset = segment::HEADER_LEN;
+        for (_, bytes) in segment::frames(&original, first)
+            .unwrap()
+            .1
+            .map(Result::unwrap)
+        {
+            starts.push(offset);
+            offset += 4 + bytes.len();
+        }
         for pos in 0..original.len() {
             let mut bytes = original.clone();
             bytes[pos] ^= 0x20;
-            fs::write(&path, &bytes).unwrap();
-            assert_eq!(bad_index(dir.path(), &trusted), i, "record {i} byte {pos}");
+            put(&store, &object, &bytes);
+            let (index, named) = bad_index(&store, &trusted);
+            assert_eq!(named.as_deref(), Some(object.as_str()), "byte {pos}");
+            match starts.iter().rposition(|&s| s <= pos) {
+                Some(k) => assert_eq!(index, first + k as u64, "{object} byte {pos}"),
+                // A header byte: the segment's first record, or (a count that no longer
+                // matches the frames) the record after its last.
+                None => assert!(
+                    index == first || index == end,
+                    "{object} byte {pos}: {index}"
+                ),
+            }
         }
-        fs::write(&path, &original).unwrap();
+        put(&store, &object, &original);
     }
-    Ledger::verify(dir.path(), &trusted).unwrap();
+    verify(&store, &trusted).unwrap();
 }
 
 #[test]
 fn tamper_remove_reorder_truncate() {
-    let dir = tempfile::tempdir().unwrap();
+    let store = memory();
     let key = signer();
-    build(dir.path(), &key, 8, &[8]);
+    build(&store, &key, 8, 4, &[8]);
     let trusted = trust(&key);
-    let (p2, p3, p5, p7) = (
-        record_file(dir.path(), 2),
-        record_file(dir.path(), 3),
-        record_file(dir.path(), 5),
-        record_file(dir.path(), 7),
-    );
-    let (b2, b3, b5, b7) = (
-        fs::read(&p2).unwrap(),
-        fs::read(&p3).unwrap(),
-        fs::read(&p5).unwrap(),
-        fs::read(&p7).unwrap(),
-    );
-    // Removing a record.
-    fs::remove_file(&p5).unwrap();
-    assert_eq!(bad_index(dir.path(), &trusted), 5);
-    fs::write(&p5, &b5).unwrap();
+    let (s0, s4) = (seg_key(0), seg_key(4));
+    let (b0, b4) = (get(&store, &s0), get(&store, &s4));
+    let frames = |bytes: &[u8], first| -> Vec<Vec<u8>> {
+        segment::frames(bytes, first)
+            .unwrap()
+            .1
+            .map(|f| f.unwrap().1.to_vec())
+            .collect()
+    };
+    let rebuild =
+        |first, records: &[Vec<u8>]| segment::encode(first, records.iter().map(Vec::as_slice));
+    let records4 = frames(&b4, 4);
+
+    // Removing a record from inside a segment: the next one moves up into its index.
+    let mut fewer = records4.clone();
+    fewer.remove(1);
+    put(&store, &s4, &rebuild(4, &fewer));
+    assert_eq!(bad_index(&store, &trusted), (5, Some(s4.to_string())));
     // Reordering two.
-    fs::write(&p2, &b3).unwrap();
-    fs::write(&p3, &b2).unwrap();
-    assert_eq!(bad_index(dir.path(), &trusted), 2);
-    fs::write(&p2, &b2).unwrap();
-    fs::write(&p3, &b3).unwrap();
-    // Truncating the log (the last record, then the last three).
-    fs::remove_file(&p7).unwrap();
-    assert_eq!(bad_index(dir.path(), &trusted), 7);
-    fs::remove_file(record_file(dir.path(), 6)).unwrap();
-    fs::remove_file(&p5).unwrap();
-    assert_eq!(bad_index(dir.path(), &trusted), 5);
-    // Truncating a record file.
-    fs::write(&p5, &b5).unwrap();
-    fs::write(&p7, &b7[..b7.len() - 1]).unwrap();
-    fs::write(record_file(dir.path(), 6), fs::read(&p5).unwrap()).unwrap();
-    assert_eq!(bad_index(dir.path(), &trusted), 6);
+    let mut swapped = records4.clone();
+    swapped.swap(2, 3);
+    put(&store, &s4, &rebuild(4, &swapped));
+    assert_eq!(bad_index(&store, &trusted), (6, Some(s4.to_string())));
+    put(&store, &s4, &b4);
+    // Removing a whole segment: a gap, named by the segment after it.
+    del(&store, &s0);
+    assert_eq!(bad_index(&store, &trusted), (0, Some(s4.to_string())));
+    assert!(block_on(Ledger::open(store.clone(), PREFIX)).is_err());
+    put(&store, &s0, &b0);
+    // Truncating the log: the last segment gone.
+    del(&store, &s4);
+    assert_eq!(bad_index(&store, &trusted), (4, None));
+    put(&store, &s4, &b4);
+    verify(&store, &trusted).unwrap();
+}
+
+#[test]
+fn segment_cut_at_every_byte_is_a_typed_error() {
+    let store = memory();
+    let key = signer();
+    build(&store, &key, 4, 4, &[4]);
+    let trusted = trust(&key);
+    let object = seg_key(0);
+    let original = get(&store, &object);
+    for cut in 0..original.len() {
+        put(&store, &object, &original[..cut]);
+        let named = Some(object.to_string());
+        let (index, at) = bad_index(&store, &trusted);
+        assert_eq!(at, named, "cut at {cut}");
+        assert!(index < 4, "cut at {cut}: index {index}");
+        match block_on(Ledger::open(store.clone(), PREFIX)).map_err(ledger_err) {
+            Err(LedgerError::BadRecord { object, .. }) => assert_eq!(object, named),
+            other => panic!("cut at {cut}: open gave {other:?}"),
+        }
+    }
+    put(&store, &object, &original);
+    verify(&store, &trusted).unwrap();
+}
+
+#[test]
+fn empty_segments_are_ignored_and_overlaps_refused() {
+    let store = memory();
+    let key = signer();
+    let ledger = build(&store, &key, 4, 4, &[4]);
+    let trusted = trust(&key);
+    // An empty segment whose range overlaps nothing: tolerated by open and verify.
+    put(&store, &seg_key(2), &segment::encode(2, std::iter::empty()));
+    verify(&store, &trusted).unwrap();
+    let mut reopened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    assert_eq!(reopened.tree().root(), ledger.tree().root());
+    block_on(reopened.append(record(4, vec![]))).unwrap();
+    assert_eq!(reopened.len(), 5);
+    // A segment starting inside another one's range: refused, naming it.
+    let dup = get(&store, &seg_key(4));
+    let inner = segment::frames(&dup, 4)
+        .unwrap()
+        .1
+        .next()
+        .unwrap()
+        .unwrap()
+        .1
+        .to_vec();
+    put(
+        &store,
+        &seg_key(2),
+        &segment::encode(2, [inner.as_slice()].into_iter()),
+    );
+    assert_eq!(
+        bad_index(&store, &trusted),
+        (2, Some(seg_key(2).to_string()))
+    );
+    match block_on(Ledger::open(store.clone(), PREFIX)).map_err(ledger_err) {
+        Err(LedgerError::BadRecord {
+            index: 2, object, ..
+        }) => {
+            assert_eq!(object, Some(seg_key(2).to_string()))
+        }
+        other => panic!("open gave {other:?}"),
+    }
+    // An empty segment at the end blocks that index: appends fail with a typed error.
+    del(&store, &seg_key(2));
+    put(&store, &seg_key(5), &segment::encode(5, std::iter::empty()));
+    assert!(matches!(
+        ledger_err(block_on(reopened.append(record(5, vec![]))).unwrap_err()),
+        LedgerError::Storage(_)
+    ));
 }
 
 #[test]
 fn tampered_leaf_pieces_or_checkpoints_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let store = memory();
     let key = signer();
-    build(dir.path(), &key, 4, &[2, 4]);
+    build(&store, &key, 4, 4, &[2, 4]);
     let trusted = trust(&key);
-    let piece = dir.path().join("leaves/000000000002-000000000004.bin");
-    let original = fs::read(&piece).unwrap();
+    let piece = ObjectKey::new(format!("{PREFIX}/leaves/000000000002-000000000004.bin")).unwrap();
+    let original = get(&store, &piece);
     let mut bytes = original.clone();
     bytes[40] ^= 1;
-    fs::write(&piece, &bytes).unwrap();
+    put(&store, &piece, &bytes);
     assert!(matches!(
-        ledger_err(Ledger::verify(dir.path(), &trusted).unwrap_err()),
+        ledger_err(verify(&store, &trusted).unwrap_err()),
         LedgerError::Verify(_)
     ));
-    fs::write(&piece, &original).unwrap();
+    put(&store, &piece, &original);
     // A checkpoint by an unknown key, and by an expired one.
     let stranger = signer();
     assert!(matches!(
-        ledger_err(Ledger::verify(dir.path(), &trust(&stranger)).unwrap_err()),
+        ledger_err(verify(&store, &trust(&stranger)).unwrap_err()),
         LedgerError::UntrustedKey(_)
     ));
     let expired =
         TrustedKeys::new().with(TrustedKey::new(key.verifying_key().clone()).not_after(T0));
     assert!(matches!(
-        ledger_err(Ledger::verify(dir.path(), &expired).unwrap_err()),
+        ledger_err(verify(&store, &expired).unwrap_err()),
         LedgerError::KeyNotValid { .. }
     ));
     // A broken input link is caught (re-sign nothing: the link check does not need keys).
-    let dir2 = tempfile::tempdir().unwrap();
-    let mut ledger = build(dir2.path(), &key, 3, &[]);
+    let store2 = memory();
+    let mut ledger = build(&store2, &key, 3, 3, &[]);
     let mut forged = record(3, Vec::new());
     forged.sequence = 3;
     forged.inputs = vec![Link {
         index: 1,
         leaf_hash: [9; 32],
     }];
-    fs::write(record_file(dir2.path(), 3), forged.encode().unwrap()).unwrap();
-    assert_eq!(bad_index(dir2.path(), &trusted), 3);
-    fs::remove_file(record_file(dir2.path(), 3)).unwrap();
-    ledger.append(record(3, Vec::new())).unwrap();
-    Ledger::verify(dir2.path(), &trusted).unwrap();
+    let forged = forged.encode().unwrap();
+    put(
+        &store2,
+        &seg_key(3),
+        &segment::encode(3, [forged.as_slice()].into_iter()),
+    );
+    assert_eq!(
+        bad_index(&store2, &trusted),
+        (3, Some(seg_key(3).to_string()))
+    );
+    del(&store2, &seg_key(3));
+    block_on(ledger.append(record(3, Vec::new()))).unwrap();
+    verify(&store2, &trusted).unwrap();
 }
 
 #[test]
 fn offline_bundle_verifies_with_the_public_key_alone() {
-    let dir = tempfile::tempdir().unwrap();
+    let store = memory();
     let key = signer();
-    let ledger = build(dir.path(), &key, 7, &[7]);
+    let ledger = build(&store, &key, 7, 3, &[7]);
     let trusted = trust(&key);
+    let prove = |i| block_on(ledger.prove(i));
     for i in 0..7 {
-        let json = ledger.prove(i).unwrap().to_json();
+        let json = prove(i).unwrap().to_json();
         let (checkpoint, record) = Bundle::from_json(&json).unwrap().verify(&trusted).unwrap();
         assert_eq!(checkpoint.size, 7);
         assert_eq!(record.sequence, i);
     }
-    let bundle = ledger.prove(4).unwrap();
+    let bundle = prove(4).unwrap();
     // Another record's bytes, a wrong index, an altered proof, an untrusted key: all refused.
     let mut swapped = bundle.clone();
-    swapped.record = ledger.prove(5).unwrap().record;
+    swapped.record = prove(5).unwrap().record;
     assert!(swapped.verify(&trusted).is_err());
     let mut moved = bundle.clone();
     moved.index = 5;
@@ -611,7 +866,7 @@ fn offline_bundle_verifies_with_the_public_key_alone() {
     }
     assert!(bundle.verify(&trust(&signer())).is_err());
     assert!(Bundle::from_json("{\"format\": 1}").is_err());
-    assert!(ledger.prove(7).is_err());
+    assert!(prove(7).is_err());
 }
 
 // -------------------------------------------------------------------------------------------
