@@ -332,3 +332,91 @@ fn the_pipeline_cannot_read_the_share() {
         assert!(matches!(err, Error::WrongKey { .. }));
     }
 }
+
+/// Object keys under `prefix` in `store`.
+fn keys_under(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    block_on(store.list(prefix))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect()
+}
+
+/// Ids (as int64 keys) that fall in partition `p` of 4.
+fn ids_in_partition(p: u32, n: usize) -> Vec<i64> {
+    use cipherflow_core::cdc::{Key, KeyValue};
+    use cipherflow_core::merge::partition_of;
+    (1..)
+        .filter(|&id| partition_of(&Key(vec![KeyValue::Int64(id)]), 4) == p)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_batch_writes_one_run_per_touched_partition_and_compaction_rewrites_one_partition() {
+    let store = Arc::new(MemoryStore::new());
+    let p = pipeline(store.clone(), 1);
+    let mut load = String::from("id,name,amount\n");
+    for id in 1..=40 {
+        load.push_str(&format!("{id},n{id},{id}\n"));
+    }
+    land(&*store, "LOAD00000001.csv", &load);
+    block_on(p.run_once()).unwrap();
+    let alice = tempfile::tempdir().unwrap();
+    pull(store.clone(), "alice", alice.path()).unwrap();
+
+    // A batch touching partitions 1 and 3 only: two runs, no base.
+    let (a, b) = (ids_in_partition(1, 2), ids_in_partition(3, 1));
+    let batch = format!(
+        "Op,seq,id,name,amount\nU,10,{},x,1\nU,11,{},y,2\nD,12,{},,\n",
+        a[0], a[1], b[0]
+    );
+    let runs_before = keys_under(&*store, "share/t/runs/");
+    let bases_before = keys_under(&*store, "share/t/base/");
+    land(&*store, "20141029-1134010000.csv", &batch);
+    let report = block_on(p.run_once()).unwrap();
+    assert_eq!(report.partitions_touched, vec![1, 3]);
+    let new_runs: Vec<String> = keys_under(&*store, "share/t/runs/")
+        .into_iter()
+        .filter(|k| !runs_before.contains(k))
+        .collect();
+    assert_eq!(new_runs.len(), 2, "{new_runs:?}");
+    assert!(new_runs.iter().all(|k| k.starts_with("share/t/runs/1/") || k.starts_with("share/t/runs/3/")));
+    // compact_after = 1: partitions 1 and 3 now have two runs each and are compacted; the
+    // others keep theirs and get no base.
+    assert_eq!(report.compacted, vec![1, 3]);
+    let new_bases: Vec<String> = keys_under(&*store, "share/t/base/")
+        .into_iter()
+        .filter(|k| !bases_before.contains(k))
+        .collect();
+    assert_eq!(new_bases.len(), 2);
+    assert!(new_bases.iter().all(|k| k.starts_with("share/t/base/1/") || k.starts_with("share/t/base/3/")));
+
+    // Base + runs (alice, who pulled before and now fetches the new runs... or the base)
+    // equals the compacted result (a fresh consumer reads only the bases), partition by
+    // partition, byte for byte.
+    pull(store.clone(), "alice", alice.path()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    pull(store.clone(), "bob", fresh.path()).unwrap();
+    for part in 0..4 {
+        let name = format!("t/part-{part:04}.csv");
+        assert_eq!(
+            std::fs::read(alice.path().join(&name)).unwrap(),
+            std::fs::read(fresh.path().join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn keys_that_would_escape_a_store_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path().join("share")).unwrap();
+    for bad in ["../x", "t/../../x", "/etc/passwd", "t//_latest"] {
+        assert!(ObjectKey::new(bad).is_err(), "{bad}");
+    }
+    // A manifest cannot name a run outside the share either: table names are one segment.
+    let location = Location::new(Arc::new(store), "");
+    assert!(location.key("../outside").is_err());
+    assert!(!dir.path().join("outside").exists());
+}
