@@ -168,6 +168,34 @@ fn local_create_race_has_exactly_one_winner() {
 }
 
 #[test]
+fn local_puts_survive_siblings_deleting_their_shared_folder() {
+    // A delete removes the folders it empties; a put into the same folder at that moment
+    // must re-create it rather than fail.
+    let dir = tempfile::tempdir().unwrap();
+    let start = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let store = LocalStore::new(dir.path()).unwrap();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                let k = key(&format!("shared/folder/{i}"));
+                start.wait();
+                for _ in 0..50 {
+                    block_on(store.put(&k, Bytes::from_static(b"x"), PutMode::Create)).unwrap();
+                    block_on(store.delete(&k)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let store = LocalStore::new(dir.path()).unwrap();
+    assert_eq!(listed(&store, ""), Vec::<String>::new());
+    assert!(!dir.path().join("shared").exists());
+}
+
+#[test]
 fn local_versions_never_repeat_after_delete_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path()).unwrap();

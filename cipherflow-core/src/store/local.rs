@@ -109,46 +109,67 @@ impl LocalStore {
         operation: &'static str,
         create: bool,
     ) -> Result<(PathBuf, Option<Metadata>), StoreError> {
-        let segments: Vec<&str> = key.segments().collect();
-        if segments[0].eq_ignore_ascii_case(Self::RESERVED_SEGMENT) {
+        let first = key.segments().next().unwrap_or_default();
+        if first.eq_ignore_ascii_case(Self::RESERVED_SEGMENT) {
             return Err(StoreError::InvalidKey {
                 key: key.as_str().to_owned(),
                 reason: "its first segment `.cipherflow` is reserved for a local store's own files",
             });
         }
         let fail = |e| self.io(operation, key.as_str(), e);
+        // A delete elsewhere in the folder may remove one just seen or made: walk again.
+        for _ in 0..10 {
+            if let Some(found) = self.walk(key, create).map_err(fail)? {
+                return Ok(found);
+            }
+        }
+        Err(fail(io::Error::other(
+            "its folder kept being removed by concurrent deletes",
+        )))
+    }
+
+    /// One walk for [`locate`](Self::locate); `None` if a folder vanished while creating.
+    fn walk(
+        &self,
+        key: &ObjectKey,
+        create: bool,
+    ) -> io::Result<Option<(PathBuf, Option<Metadata>)>> {
         let mut path = self.root.clone();
-        for (i, segment) in segments.iter().enumerate() {
+        let mut segments = key.segments().peekable();
+        while let Some(segment) = segments.next() {
             path.push(segment);
-            let last = i + 1 == segments.len();
-            let mut meta = lstat(&path).map_err(fail)?;
+            let last = segments.peek().is_none();
+            let mut meta = lstat(&path)?;
             if create && !last && meta.is_none() {
-                match fs::create_dir(&path) {
-                    Ok(()) => sync_dir(path.parent()).map_err(fail)?,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(fail(e)),
+                match fs::create_dir(&path).and_then(|()| sync_dir(path.parent())) {
+                    Err(e) if is_absent(&e) => return Ok(None),
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
                 }
-                meta = lstat(&path).map_err(fail)?;
+                meta = lstat(&path)?;
+                if meta.is_none() {
+                    return Ok(None);
+                }
             }
             match meta {
                 Some(m) if m.file_type().is_symlink() => {
-                    return Err(fail(io::Error::other(format!(
+                    return Err(io::Error::other(format!(
                         "{} is a symbolic link; a local store never follows links",
                         path.display()
-                    ))));
+                    )));
                 }
-                meta if last => return Ok((path, meta)),
+                meta if last => return Ok(Some((path, meta))),
                 Some(m) if m.is_dir() => {}
-                _ if create => {
-                    return Err(fail(io::Error::other(format!(
-                        "{} is not a folder",
+                Some(_) if create => {
+                    return Err(io::Error::other(format!(
+                        "{} is an object, not a folder",
                         path.display()
-                    ))));
+                    )));
                 }
                 _ => break,
             }
         }
-        Ok((self.root.join(key.as_str()), None))
+        Ok(Some((self.root.join(key.as_str()), None)))
     }
 
     /// Opens the key's file; its handle's metadata is the version of the bytes it reads.
@@ -320,7 +341,7 @@ impl ObjectStore for LocalStore {
             match persisted {
                 Ok(file) => break file,
                 // A delete of a sibling removed the emptied parent folder meanwhile.
-                Err(e) if is_absent(&e.error) && retries < 3 => {
+                Err(e) if is_absent(&e.error) && retries < 10 => {
                     retries += 1;
                     tmp = e.file;
                     self.locate(key, "put", true)?;
@@ -391,7 +412,11 @@ impl ObjectStore for LocalStore {
         }
         let lock = self.lock(key, "delete")?;
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(path.parent()).map_err(|e| self.io("delete", key.as_str(), e))?,
+            // The folder may be gone already, removed by another delete's cleanup.
+            Ok(()) => match sync_dir(path.parent()) {
+                Err(e) if !is_absent(&e) => return Err(self.io("delete", key.as_str(), e)),
+                _ => {}
+            },
             Err(e) if is_absent(&e) => {}
             Err(e) => return Err(self.io("delete", key.as_str(), e)),
         }
