@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "cipherflow-share-demo".into()));
+    let dir = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "cipherflow-share-demo".into()),
+    );
     let rows = args
         .next()
         .map_or(200_000, |r| r.parse().expect("ROWS must be a number"));

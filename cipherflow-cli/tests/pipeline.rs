@@ -75,7 +75,11 @@ fn land(dir: &Path, name: &str, text: &str) {
 }
 
 fn run(dir: &Path) -> Value {
-    json(cf().arg("run").arg("--config").arg(dir.join("pipeline.toml")))
+    json(
+        cf().arg("run")
+            .arg("--config")
+            .arg(dir.join("pipeline.toml")),
+    )
 }
 
 fn pull(dir: &Path, out: &Path) -> Command {
@@ -92,10 +96,13 @@ fn pull(dir: &Path, out: &Path) -> Command {
     cmd
 }
 
-const LOAD: &str = "region,order_no,amount,status\neu,1,10.00,new\neu,2,20.00,new\nus,1,7308.00,new\n";
-const B1: &str = "Op,region,order_no,amount,status\nU,eu,1,11.00,paid\nD,eu,2,,\nI,us,2,5,\"new, rush\"\n";
+const LOAD: &str =
+    "region,order_no,amount,status\neu,1,10.00,new\neu,2,20.00,new\nus,1,7308.00,new\n";
+const B1: &str =
+    "Op,region,order_no,amount,status\nU,eu,1,11.00,paid\nD,eu,2,,\nI,us,2,5,\"new, rush\"\n";
 const B2: &str = "Op,region,order_no,amount,status\nU,us,1,7308.00,shipped\n";
-const EXPECTED: &str = "region,order_no,amount,status\neu,1,11.00,paid\nus,1,7308.00,shipped\nus,2,5,\"new, rush\"\n";
+const EXPECTED: &str =
+    "region,order_no,amount,status\neu,1,11.00,paid\nus,1,7308.00,shipped\nus,2,5,\"new, rush\"\n";
 
 #[test]
 fn run_then_pull_gives_the_merged_table() {
@@ -116,7 +123,10 @@ fn run_then_pull_gives_the_merged_table() {
     assert_eq!(report["applied"].as_array().unwrap().len(), 2);
     let pulled = json(&mut pull(dir.path(), &out));
     assert_eq!(pulled["previous"], 1);
-    assert_eq!(fs::read_to_string(out.join("orders.csv")).unwrap(), EXPECTED);
+    assert_eq!(
+        fs::read_to_string(out.join("orders.csv")).unwrap(),
+        EXPECTED
+    );
     // Nothing new: the same generation, nothing fetched.
     assert_eq!(run(dir.path())["generation"], 2);
     assert_eq!(json(&mut pull(dir.path(), &out))["fetched"], 0);
@@ -134,7 +144,10 @@ fn run_then_pull_gives_the_merged_table() {
     assert_eq!(gc["unreferenced"].as_array().unwrap().len(), 0, "{gc}");
     let fresh = dir.path().join("fresh");
     json(&mut pull(dir.path(), &fresh));
-    assert_eq!(fs::read_to_string(fresh.join("orders.csv")).unwrap(), EXPECTED);
+    assert_eq!(
+        fs::read_to_string(fresh.join("orders.csv")).unwrap(),
+        EXPECTED
+    );
 }
 
 #[test]
@@ -159,7 +172,11 @@ fn a_bad_change_file_is_refused_with_its_place() {
     let dir = setup(8);
     land(dir.path(), "LOAD00000001.csv", LOAD);
     run(dir.path());
-    land(dir.path(), "20240104-0000000000.csv", "Op,region,order_no,amount,status\nU,eu,x,1,a\n");
+    land(
+        dir.path(),
+        "20240104-0000000000.csv",
+        "Op,region,order_no,amount,status\nU,eu,x,1,a\n",
+    );
     let out = cf()
         .arg("run")
         .arg("--config")
@@ -170,6 +187,9 @@ fn a_bad_change_file_is_refused_with_its_place() {
         .stderr
         .clone();
     let err = String::from_utf8(out).unwrap();
-    assert!(err.contains("20240104-0000000000.csv") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("20240104-0000000000.csv") && err.contains("line 2"),
+        "{err}"
+    );
     assert!(err.contains("order_no"), "{err}");
 }

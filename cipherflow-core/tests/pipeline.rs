@@ -8,9 +8,7 @@ use std::sync::Arc;
 use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema, read_dms};
 use cipherflow_core::ledger::{Actor, Ledger, TrustedKey, TrustedKeys};
 use cipherflow_core::merge::MergeState;
-use cipherflow_core::pipeline::{
-    Consumer, Keys, Location, Pipeline, PipelineError, Stores, Table,
-};
+use cipherflow_core::pipeline::{Consumer, Keys, Location, Pipeline, PipelineError, Stores, Table};
 use cipherflow_core::store::{
     FailingStore, LocalStore, MemoryStore, ObjectKey, ObjectStore, PutMode, block_on,
 };
@@ -19,7 +17,12 @@ use cipherflow_core::{Error, RsaPrivateKey, RsaPublicKey, SigningKey, Verifier};
 const COLUMNS: [&str; 3] = ["id", "name", "amount"];
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn schema() -> TableSchema {
@@ -86,7 +89,8 @@ fn batches() -> Vec<(&'static str, String)> {
     for id in 1..=60 {
         load.push_str(&format!("{id},\"name {id}, x\",{id}.00\n"));
     }
-    let b1 = "Op,seq,id,name,amount\nI,100,61,new,1\nU,101,5,five,7308.00\nD,102,7,,\nU,103,8,eight,8\n";
+    let b1 =
+        "Op,seq,id,name,amount\nI,100,61,new,1\nU,101,5,five,7308.00\nD,102,7,,\nU,103,8,eight,8\n";
     let b2 = "Op,seq,id,name,amount\nD,300,61,,\nU,301,9,nine,9\nU,302,5,five again,5\n";
     let b3 = "Op,seq,id,name,amount\nI,200,61,late,2\nU,201,9,older nine,0\nI,202,62,\"multi\nline\",3\n";
     vec![
@@ -143,11 +147,20 @@ fn steps_and_pulls_match_an_independent_merge() {
         assert_eq!(report.generation, i as u64 + 1);
         assert_eq!(report.applied, vec![format!("landing/t/{name}")]);
         // Only alice pulls every time; bob pulls at the end (and gets compacted bases).
-        assert_eq!(pull(store.clone(), "alice", alice.path()).unwrap(), expected(&all[..=i]));
+        assert_eq!(
+            pull(store.clone(), "alice", alice.path()).unwrap(),
+            expected(&all[..=i])
+        );
     }
-    assert_eq!(pull(store.clone(), "bob", bob.path()).unwrap(), expected(&all));
+    assert_eq!(
+        pull(store.clone(), "bob", bob.path()).unwrap(),
+        expected(&all)
+    );
     let table = String::from_utf8(expected(&all)).unwrap();
-    assert!(table.contains("5,five again,5\n") && !table.contains("\n61,"), "{table}");
+    assert!(
+        table.contains("5,five again,5\n") && !table.contains("\n61,"),
+        "{table}"
+    );
     assert!(table.contains("9,nine,9\n") && table.contains("\"multi\nline\""));
 
     // A replayed batch (same key, same bytes, new version) changes nothing.
@@ -217,9 +230,17 @@ fn a_crash_at_any_store_operation_then_a_rerun_ends_as_an_unfailed_run() {
                 Err(e) => panic!("k={k}: reader saw {e}"),
             }
             full_run(memory.clone()).unwrap();
-            assert_eq!(pointer(&*memory), clean_pointer, "k={k} lose_reply={lose_reply}");
+            assert_eq!(
+                pointer(&*memory),
+                clean_pointer,
+                "k={k} lose_reply={lose_reply}"
+            );
             let out = tempfile::tempdir().unwrap();
-            assert_eq!(pull(memory.clone(), "bob", out.path()).unwrap(), table, "k={k}");
+            assert_eq!(
+                pull(memory.clone(), "bob", out.path()).unwrap(),
+                table,
+                "k={k}"
+            );
             verify_ledger(memory);
         }
     }
@@ -241,7 +262,10 @@ fn concurrent_runs_end_as_a_sequential_run() {
     });
     block_on(pipeline(store.clone(), 2).run_once()).unwrap();
     let out = tempfile::tempdir().unwrap();
-    assert_eq!(pull(store.clone(), "alice", out.path()).unwrap(), expected(&all));
+    assert_eq!(
+        pull(store.clone(), "alice", out.path()).unwrap(),
+        expected(&all)
+    );
     verify_ledger(store);
 }
 
@@ -265,14 +289,21 @@ fn tampered_or_swapped_objects_are_refused_and_nothing_is_written() {
         matches!(err, Error::Integrity(_) | Error::Signature(_)),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 
     // Another valid, signed object put in its place: the manifest's hash refuses it.
     let other = runs.iter().find(|m| m.key != victim).unwrap();
     let (swap, _) = block_on(store.get(&other.key)).unwrap();
     block_on(store.put(&victim, swap, PutMode::Overwrite)).unwrap();
     let err = pull(store.clone(), "alice", out.path()).unwrap_err();
-    assert!(matches!(err, Error::Pipeline(PipelineError::Mismatch { .. })), "{err}");
+    assert!(
+        matches!(err, Error::Pipeline(PipelineError::Mismatch { .. })),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     block_on(store.put(&victim, good, PutMode::Overwrite)).unwrap();
     assert!(pull(store.clone(), "alice", out.path()).is_ok());
@@ -293,7 +324,13 @@ fn a_share_rolled_back_to_an_older_generation_is_refused() {
     let key = ObjectKey::new("share/t/_latest").unwrap();
     block_on(store.put(&key, old.into(), PutMode::Overwrite)).unwrap();
     let err = pull(store.clone(), "alice", out.path()).unwrap_err();
-    assert!(matches!(err, Error::Pipeline(PipelineError::Rollback { seen: 2, found: 1 })), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Pipeline(PipelineError::Rollback { seen: 2, found: 1 })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -304,10 +341,17 @@ fn a_bad_cdc_file_refuses_the_step_and_changes_nothing() {
     land(&*store, all[0].0, &all[0].1);
     block_on(p.run_once()).unwrap();
     let before = block_on(store.list("")).unwrap();
-    land(&*store, "20141029-1134010000.csv", "Op,seq,id,name,amount\nI,1,1,a,1\nX,2,2,b,2\n");
+    land(
+        &*store,
+        "20141029-1134010000.csv",
+        "Op,seq,id,name,amount\nI,1,1,a,1\nX,2,2,b,2\n",
+    );
     let err = block_on(p.run_once()).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("20141029-1134010000.csv") && text.contains("line 3"), "{text}");
+    assert!(
+        text.contains("20141029-1134010000.csv") && text.contains("line 3"),
+        "{text}"
+    );
     let after: Vec<_> = block_on(store.list(""))
         .unwrap()
         .into_iter()
@@ -328,7 +372,9 @@ fn the_pipeline_cannot_read_the_share() {
     let state = RsaPrivateKey::from_bytes(&data("producer-rsa.pem")).unwrap();
     for meta in block_on(store.list("share/t/runs/")).unwrap() {
         let (sealed, _) = block_on(store.get(&meta.key)).unwrap();
-        let err = cipherflow_core::Opener::new(&state).open_bytes(&sealed).unwrap_err();
+        let err = cipherflow_core::Opener::new(&state)
+            .open_bytes(&sealed)
+            .unwrap_err();
         assert!(matches!(err, Error::WrongKey { .. }));
     }
 }
@@ -381,7 +427,11 @@ fn a_batch_writes_one_run_per_touched_partition_and_compaction_rewrites_one_part
         .filter(|k| !runs_before.contains(k))
         .collect();
     assert_eq!(new_runs.len(), 2, "{new_runs:?}");
-    assert!(new_runs.iter().all(|k| k.starts_with("share/t/runs/1/") || k.starts_with("share/t/runs/3/")));
+    assert!(
+        new_runs
+            .iter()
+            .all(|k| k.starts_with("share/t/runs/1/") || k.starts_with("share/t/runs/3/"))
+    );
     // compact_after = 1: partitions 1 and 3 now have two runs each and are compacted; the
     // others keep theirs and get no base.
     assert_eq!(report.compacted, vec![1, 3]);
@@ -390,7 +440,11 @@ fn a_batch_writes_one_run_per_touched_partition_and_compaction_rewrites_one_part
         .filter(|k| !bases_before.contains(k))
         .collect();
     assert_eq!(new_bases.len(), 2);
-    assert!(new_bases.iter().all(|k| k.starts_with("share/t/base/1/") || k.starts_with("share/t/base/3/")));
+    assert!(
+        new_bases
+            .iter()
+            .all(|k| k.starts_with("share/t/base/1/") || k.starts_with("share/t/base/3/"))
+    );
 
     // Base + runs (alice, who pulled before and now fetches the new runs... or the base)
     // equals the compacted result (a fresh consumer reads only the bases), partition by

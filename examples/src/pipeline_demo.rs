@@ -106,8 +106,14 @@ impl Summary {
         );
         let d = self.dir.display();
         let _ = writeln!(s, "  where: {d}/pipeline.toml, {d}/landing (CDC files),");
-        let _ = writeln!(s, "         {d}/share (what consumers read), {d}/state (the pipeline's, sealed),");
-        let _ = writeln!(s, "         {d}/ledger, {d}/consumers/{{alice,bob}}/customers.csv");
+        let _ = writeln!(
+            s,
+            "         {d}/share (what consumers read), {d}/state (the pipeline's, sealed),"
+        );
+        let _ = writeln!(
+            s,
+            "         {d}/ledger, {d}/consumers/{{alice,bob}}/customers.csv"
+        );
         let _ = writeln!(
             s,
             "  try: cargo run -p cipherflow-cli -- pull --share {d}/share --key {d}/keys/alice.pem --signer {d}/keys/signer.pub.pem --out /tmp/alice"
@@ -121,7 +127,10 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -151,34 +160,44 @@ fn story(rows: u64) -> Vec<(String, String, Vec<u8>)> {
         load.push_str(&customer_row(&mut rng, id, 1));
         load.push('\n');
     }
-    files.push((format!("full load ({rows} rows)"), "LOAD00000001.csv".to_owned(), load.into_bytes()));
+    files.push((
+        format!("full load ({rows} rows)"),
+        "LOAD00000001.csv".to_owned(),
+        load.into_bytes(),
+    ));
 
     let header = format!("Op,AR_H_CHANGE_SEQ,{}\n", COLUMNS.join(","));
-    let seq = |n: u64| format!("{:035}", 20141029113401_u128 * 10u128.pow(21) + u128::from(n));
+    let seq = |n: u64| {
+        format!(
+            "{:035}",
+            20141029113401_u128 * 10u128.pow(21) + u128::from(n)
+        )
+    };
     let mut next_id = rows + 1;
     let mut deleted = Vec::new();
-    let mut batch = |rng: &mut Rng, first_seq: u64, day: u32, inserts: u64, updates: u64, deletes: u64| {
-        let mut text = header.clone();
-        deleted.clear();
-        let mut n = first_seq;
-        for _ in 0..inserts {
-            let _ = writeln!(text, "I,{},{}", seq(n), customer_row(rng, next_id, day));
-            next_id += 1;
-            n += 1;
-        }
-        for _ in 0..updates {
-            let id = 1 + rng.below(rows);
-            let _ = writeln!(text, "U,{},{}", seq(n), customer_row(rng, id, day));
-            n += 1;
-        }
-        for _ in 0..deletes {
-            let id = 1 + rng.below(rows);
-            let _ = writeln!(text, "D,{},{id},,,,,", seq(n));
-            deleted.push(id);
-            n += 1;
-        }
-        (text.into_bytes(), deleted.clone())
-    };
+    let mut batch =
+        |rng: &mut Rng, first_seq: u64, day: u32, inserts: u64, updates: u64, deletes: u64| {
+            let mut text = header.clone();
+            deleted.clear();
+            let mut n = first_seq;
+            for _ in 0..inserts {
+                let _ = writeln!(text, "I,{},{}", seq(n), customer_row(rng, next_id, day));
+                next_id += 1;
+                n += 1;
+            }
+            for _ in 0..updates {
+                let id = 1 + rng.below(rows);
+                let _ = writeln!(text, "U,{},{}", seq(n), customer_row(rng, id, day));
+                n += 1;
+            }
+            for _ in 0..deletes {
+                let id = 1 + rng.below(rows);
+                let _ = writeln!(text, "D,{},{id},,,,,", seq(n));
+                deleted.push(id);
+                n += 1;
+            }
+            (text.into_bytes(), deleted.clone())
+        };
     let scale = (rows / 100).max(1);
     let (b1, _) = batch(&mut rng, 1_000_000, 2, 5 * scale, 10 * scale, 2 * scale);
     let (b2, _) = batch(&mut rng, 2_000_000, 3, 2 * scale, 8 * scale, 3 * scale);
@@ -191,11 +210,23 @@ fn story(rows: u64) -> Vec<(String, String, Vec<u8>)> {
         let row = customer_row(&mut rng, *id, 4);
         b3.extend_from_slice(format!("I,{},{row}\n", seq(3_500_000 + i as u64)).as_bytes());
     }
-    files.push(("CDC batch 1".into(), "20141029-1134010000.csv".into(), b1.clone()));
+    files.push((
+        "CDC batch 1".into(),
+        "20141029-1134010000.csv".into(),
+        b1.clone(),
+    ));
     files.push(("CDC batch 2".into(), "20141030-0900000000.csv".into(), b2));
-    files.push(("batch 1 delivered again".into(), "20141029-1134010000.csv".into(), b1));
+    files.push((
+        "batch 1 delivered again".into(),
+        "20141029-1134010000.csv".into(),
+        b1,
+    ));
     files.push(("CDC batch 4".into(), "20141101-0800000000.csv".into(), b4));
-    files.push(("batch 3, late (older changes)".into(), "20141031-2300000000.csv".into(), b3));
+    files.push((
+        "batch 3, late (older changes)".into(),
+        "20141031-2300000000.csv".into(),
+        b3,
+    ));
     files
 }
 
@@ -223,11 +254,17 @@ pub fn run(dir: &Path, rows: u64) -> Result<Summary, Error> {
     for name in ["state", "alice", "bob"] {
         let key = RsaPrivateKey::generate(3072)?;
         write_key(&keys.join(format!("{name}.pem")), &key.to_pem())?;
-        write_key(&keys.join(format!("{name}.pub.pem")), &key.public_key().to_pem())?;
+        write_key(
+            &keys.join(format!("{name}.pub.pem")),
+            &key.public_key().to_pem(),
+        )?;
     }
     let signer = SigningKey::generate_p256()?;
     write_key(&keys.join("signer.pem"), &signer.to_pem())?;
-    write_key(&keys.join("signer.pub.pem"), &signer.verifying_key().to_pem())?;
+    write_key(
+        &keys.join("signer.pub.pem"),
+        &signer.verifying_key().to_pem(),
+    )?;
 
     let config_path = dir.join("pipeline.toml");
     fs::write(
@@ -270,7 +307,8 @@ max_runs = 3
     let consumers: Vec<(PathBuf, Consumer)> = ["alice", "bob"]
         .into_iter()
         .map(|name| {
-            let key = cipherflow_core::pipeline::load_private_key(&keys.join(format!("{name}.pem")))?;
+            let key =
+                cipherflow_core::pipeline::load_private_key(&keys.join(format!("{name}.pem")))?;
             Ok((
                 dir.join("consumers").join(name),
                 Consumer {
@@ -286,7 +324,11 @@ max_runs = 3
     let mut steps = Vec::new();
     for (label, name, bytes) in &files {
         let key = cipherflow_core::store::ObjectKey::new(format!("dbo/customers/{name}"))?;
-        block_on(landing.put(&key, bytes.clone().into(), cipherflow_core::store::PutMode::Overwrite))?;
+        block_on(landing.put(
+            &key,
+            bytes.clone().into(),
+            cipherflow_core::store::PutMode::Overwrite,
+        ))?;
         let started = Instant::now();
         let run = block_on(pipeline.run_once())?;
         let mut pulls = Vec::new();
@@ -313,13 +355,22 @@ max_runs = 3
     };
     let mut expected = MergeState::new(schema.clone());
     for (_, name, bytes) in &files {
-        expected.apply(&read_dms(&format!("dbo/customers/{name}"), &bytes[..], &schema, &options)?);
+        expected.apply(&read_dms(
+            &format!("dbo/customers/{name}"),
+            &bytes[..],
+            &schema,
+            &options,
+        )?);
     }
     let mut expected_csv = Vec::new();
     expected.write_snapshot(&mut expected_csv)?;
     let consumer_sha256 = consumers
         .iter()
-        .map(|(out, _)| Ok(hex::encode(Sha256::digest(fs::read(out.join("customers.csv"))?))))
+        .map(|(out, _)| {
+            Ok(hex::encode(Sha256::digest(fs::read(
+                out.join("customers.csv"),
+            )?)))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
 
     let ledger_store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.join("ledger"))?);
@@ -333,7 +384,10 @@ max_runs = 3
 
     Ok(Summary {
         dir: dir.to_owned(),
-        rows: steps.last().and_then(|s| s.pulls.first()).map_or(0, |p| p.rows),
+        rows: steps
+            .last()
+            .and_then(|s| s.pulls.first())
+            .map_or(0, |p| p.rows),
         steps,
         consumer_sha256,
         expected_sha256: hex::encode(Sha256::digest(&expected_csv)),

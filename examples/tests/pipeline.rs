@@ -23,14 +23,21 @@ fn the_main_job_prints_its_summary() {
         .output()
         .expect("run the pipeline example");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for expected in [
         "full load (2000 rows)",
         "batch 1 delivered again",
         "both consumers' copies equal the independent merge",
         "signed checkpoints verified; root ",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     for file in [
         "pipeline.toml",
@@ -42,7 +49,11 @@ fn the_main_job_prints_its_summary() {
         assert!(demo.join(file).exists(), "{file} missing");
     }
     // Run again in the same folder: it replaces its own earlier demo.
-    let again = Command::new(example_binary()).arg(&demo).arg("500").output().unwrap();
+    let again = Command::new(example_binary())
+        .arg(&demo)
+        .arg("500")
+        .output()
+        .unwrap();
     assert!(again.status.success());
 }
 
@@ -50,15 +61,24 @@ fn the_main_job_prints_its_summary() {
 fn the_story_holds() {
     let dir = tempfile::tempdir().unwrap();
     let summary = cipherflow_examples::pipeline_demo::run(&dir.path().join("d"), 1000).unwrap();
-    assert_eq!(summary.consumer_sha256, vec![summary.expected_sha256.clone(); 2]);
+    assert_eq!(
+        summary.consumer_sha256,
+        vec![summary.expected_sha256.clone(); 2]
+    );
     let labels: Vec<&str> = summary.steps.iter().map(|s| s.label.as_str()).collect();
     let replay = labels.iter().position(|l| l.contains("again")).unwrap();
     let step = &summary.steps[replay];
     assert!(step.run.applied.is_empty() && step.run.changes == 0);
-    assert_eq!(step.run.generation, summary.steps[replay - 1].run.generation);
+    assert_eq!(
+        step.run.generation,
+        summary.steps[replay - 1].run.generation
+    );
     let generations: Vec<u64> = summary.steps.iter().map(|s| s.run.generation).collect();
     assert_eq!(generations, [1, 2, 3, 3, 4, 5]);
-    assert!(summary.steps.iter().any(|s| !s.run.compacted.is_empty()), "compaction shown");
+    assert!(
+        summary.steps.iter().any(|s| !s.run.compacted.is_empty()),
+        "compaction shown"
+    );
     let (records, checkpoints, root) = &summary.ledger;
     assert!(*records > 0 && *checkpoints == 5 && root.len() == 64);
     // Every pull after the first fetched only new objects: never more than the step wrote.

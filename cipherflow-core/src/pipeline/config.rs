@@ -162,10 +162,16 @@ impl PipelineConfig {
         let t = &self.table;
         let bad = |reason: String| config_error(path, reason);
         if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') {
-            return Err(bad(format!("table name {:?} must be one plain key segment", t.name)));
+            return Err(bad(format!(
+                "table name {:?} must be one plain key segment",
+                t.name
+            )));
         }
         if !(1..=4096).contains(&t.partitions) {
-            return Err(bad(format!("partitions = {}, must be 1 to 4096", t.partitions)));
+            return Err(bad(format!(
+                "partitions = {}, must be 1 to 4096",
+                t.partitions
+            )));
         }
         let key = KeySpec::parse_list(&t.key).map_err(|e| bad(format!("key: {e}")))?;
         let schema = TableSchema::new(t.columns.clone(), &key)
@@ -188,10 +194,10 @@ impl PipelineConfig {
     ) -> Result<Pipeline, Error> {
         let base = path.parent().unwrap_or(Path::new("."));
         let open = |name: &str| -> Result<Location, Error> {
-            if let Some(resolve) = resolve {
-                if let Some(store) = resolve(name)? {
-                    return Ok(Location::new(store, ""));
-                }
+            if let Some(resolve) = resolve
+                && let Some(store) = resolve(name)?
+            {
+                return Ok(Location::new(store, ""));
             }
             let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(base.join(name))?);
             Ok(Location::new(store, ""))

@@ -32,7 +32,9 @@ pub enum PipelineError {
         found: String,
     },
     /// The share went back to an older generation than this consumer already pulled.
-    #[error("the share is at generation {found}, older than generation {seen} already pulled (rollback refused)")]
+    #[error(
+        "the share is at generation {found}, older than generation {seen} already pulled (rollback refused)"
+    )]
     Rollback {
         /// The generation already pulled.
         seen: u64,

@@ -61,7 +61,10 @@ impl Pipeline {
             let prefix = format!("{}{table}/", location.prefix);
             for meta in location.store.list(&prefix).await? {
                 let rel = &meta.key.as_str()[location.prefix.len()..];
-                if rel == self.pointer_rel() || rel == LandingIndex::rel(table) || live.contains(rel) {
+                if rel == self.pointer_rel()
+                    || rel == LandingIndex::rel(table)
+                    || live.contains(rel)
+                {
                     continue;
                 }
                 if !ever.contains(rel) {

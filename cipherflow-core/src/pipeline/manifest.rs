@@ -137,7 +137,10 @@ impl Manifest {
             serde_json::from_slice(bytes).map_err(|e| bad(format!("malformed: {e}")))?;
         if manifest.format != MANIFEST_FORMAT {
             let format = &manifest.format;
-            return Err(bad(format!("format {format:?}, this build reads {MANIFEST_FORMAT:?}")).into());
+            return Err(bad(format!(
+                "format {format:?}, this build reads {MANIFEST_FORMAT:?}"
+            ))
+            .into());
         }
         if manifest.partitions.is_empty() {
             return Err(bad("no partitions".into()).into());
@@ -173,7 +176,10 @@ impl Pointer {
         let pointer: Pointer =
             serde_json::from_slice(bytes).map_err(|e| bad(format!("malformed pointer: {e}")))?;
         let hex_ok = pointer.manifest.len() == 64
-            && pointer.manifest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            && pointer
+                .manifest
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if pointer.format != POINTER_FORMAT || !hex_ok {
             return Err(bad("not a cipherflow-pointer/1".into()).into());
         }

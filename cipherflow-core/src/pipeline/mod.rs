@@ -26,16 +26,18 @@ mod manifest;
 mod pull;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::Arc;
 use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 pub use config::{PipelineConfig, load_private_key, load_public_key};
 pub use error::PipelineError;
 pub use gc::GcReport;
-pub use manifest::{Applied, Base, MANIFEST_FORMAT, Manifest, POINTER_FORMAT, Partition, Pointer, RunRef};
+pub use manifest::{
+    Applied, Base, MANIFEST_FORMAT, Manifest, POINTER_FORMAT, Partition, Pointer, RunRef,
+};
 pub use pull::{Consumer, PullReport};
 
 use crate::cdc::{Change, DmsOptions, TableSchema, read_dms};
@@ -154,7 +156,11 @@ impl std::fmt::Debug for Keys {
         f.debug_struct("Keys")
             .field(
                 "recipients",
-                &self.recipients.iter().map(|r| r.key_id()).collect::<Vec<_>>(),
+                &self
+                    .recipients
+                    .iter()
+                    .map(|r| r.key_id())
+                    .collect::<Vec<_>>(),
             )
             .field("state", &self.state_seal.key_id())
             .field("signer", &self.signer.as_ref().map(|s| s.key_id()))
@@ -248,7 +254,10 @@ impl Pipeline {
             Ok(found) => found,
             Err(Error::Store(StoreError::NotFound { .. })) => {
                 let t = &self.table;
-                return Ok((Manifest::empty(&t.name, &t.schema, &t.key, t.partitions), None));
+                return Ok((
+                    Manifest::empty(&t.name, &t.schema, &t.key, t.partitions),
+                    None,
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -289,17 +298,22 @@ impl Pipeline {
         };
 
         // 2. New landed objects, read and validated whole before anything is written.
-        let listing = self.stores.landing.store.list(&self.stores.landing.prefix).await?;
+        let listing = self
+            .stores
+            .landing
+            .store
+            .list(&self.stores.landing.prefix)
+            .await?;
         let mut index = LandingIndex::load(&self.stores.state, &table.name).await;
         let mut batches = Vec::new();
         let mut landed = Vec::new();
         let mut applied = Vec::new();
         for meta in listing {
-            if let Some(sha) = index.known(&meta) {
-                if manifest.is_applied(meta.key.as_str(), sha) {
-                    report.skipped += 1;
-                    continue;
-                }
+            if let Some(sha) = index.known(&meta)
+                && manifest.is_applied(meta.key.as_str(), sha)
+            {
+                report.skipped += 1;
+                continue;
             }
             let (bytes, meta) = self.stores.landing.store.get(&meta.key).await?;
             let sha = hex::encode(Sha256::digest(&bytes));
@@ -309,7 +323,11 @@ impl Pipeline {
                 continue;
             }
             let batch = read_dms(meta.key.as_str(), &bytes[..], &table.schema, &self.dms)?;
-            landed.push(self.stores.landing.object_ref(&meta.key, &bytes, &meta.version));
+            landed.push(
+                self.stores
+                    .landing
+                    .object_ref(&meta.key, &bytes, &meta.version),
+            );
             applied.push(Applied {
                 object: meta.key.to_string(),
                 sha256: sha,
@@ -427,10 +445,16 @@ impl Pipeline {
         let mut state = MergeState::new(table.schema.clone());
         let mut parts: Vec<(String, String)> = Vec::new();
         if let Some(base) = &partition.base {
-            parts.push((format!("{}/base/{p}/{}.cfe", table.name, base.id), base.id.clone()));
+            parts.push((
+                format!("{}/base/{p}/{}.cfe", table.name, base.id),
+                base.id.clone(),
+            ));
         }
         for run in &partition.runs {
-            parts.push((format!("{}/runs/{p}/{}.cfe", table.name, run.id), run.id.clone()));
+            parts.push((
+                format!("{}/runs/{p}/{}.cfe", table.name, run.id),
+                run.id.clone(),
+            ));
         }
         for (rel, id) in parts {
             let plaintext = match pieces.iter().find(|piece| piece.rel == rel) {
@@ -490,7 +514,13 @@ impl Pipeline {
         let count = (landed.len() + 1 + written.len()) as u64;
         let landed_links = links(
             ledger
-                .append_all(landed.iter().cloned().map(|o| record(Kind::Landed, o, vec![])).collect())
+                .append_all(
+                    landed
+                        .iter()
+                        .cloned()
+                        .map(|o| record(Kind::Landed, o, vec![]))
+                        .collect(),
+                )
                 .await?,
         );
         let manifest = written.last().cloned().expect("a step writes its manifest");
@@ -564,8 +594,10 @@ impl LandingIndex {
     }
 
     fn insert(&mut self, meta: &ObjectMeta, sha: &str) {
-        self.objects
-            .insert(meta.key.to_string(), (meta.version.0.clone(), sha.to_owned()));
+        self.objects.insert(
+            meta.key.to_string(),
+            (meta.version.0.clone(), sha.to_owned()),
+        );
         self.changed = true;
     }
 
@@ -576,7 +608,10 @@ impl LandingIndex {
         let bytes = serde_json::to_vec(self).expect("serialises");
         if let Ok(key) = state.key(&LandingIndex::rel(table)) {
             // Best effort (see the type's documentation).
-            let _ = state.store.put(&key, bytes.into(), PutMode::Overwrite).await;
+            let _ = state
+                .store
+                .put(&key, bytes.into(), PutMode::Overwrite)
+                .await;
         }
     }
 }

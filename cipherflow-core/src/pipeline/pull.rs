@@ -103,10 +103,12 @@ impl Consumer {
             }
             .into());
         }
-        let schema = manifest.schema().map_err(|reason| PipelineError::Manifest {
-            object: rel.clone(),
-            reason,
-        })?;
+        let schema = manifest
+            .schema()
+            .map_err(|reason| PipelineError::Manifest {
+                object: rel.clone(),
+                reason,
+            })?;
         let mut through = match &previous {
             Some(prev) if prev.through.len() == manifest.partitions.len() => prev.through.clone(),
             _ => vec![0; manifest.partitions.len()],
@@ -188,7 +190,10 @@ impl Consumer {
             through,
             rows: report.rows,
         };
-        write_atomic(&state_path, &serde_json::to_vec(&state).expect("serialises"))?;
+        write_atomic(
+            &state_path,
+            &serde_json::to_vec(&state).expect("serialises"),
+        )?;
         Ok(report)
     }
 
