@@ -1,11 +1,14 @@
 //! `cipherflow ledger`: the provenance ledger from the command line (`docs/LEDGER.md`).
 //!
 //! The arguments live here rather than in `cli.rs` so the ledger's command surface stays in
-//! one file; `cli.rs` only names the subcommand.
+//! one file; `cli.rs` only names the subcommand. `--ledger DIR` is a local folder holding the
+//! ledger's objects at its root (a [`LocalStore`]); the ledger API is async, driven here with
+//! [`block_on`] since the local store needs no runtime.
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cipherflow_core::ledger::cloudtrail;
@@ -14,6 +17,7 @@ use cipherflow_core::ledger::{
     Actor, Bundle, Kind, Ledger, LedgerError, Link, ObjectRef, Record, TrustedKey, TrustedKeys,
     format_rfc3339,
 };
+use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -202,8 +206,24 @@ pub fn run(command: LedgerCommand) -> Result<(), Error> {
     }
 }
 
-fn open(dir: &std::path::Path) -> Result<Ledger, Error> {
-    Ledger::open(dir).context(|| format!("opening ledger {}", dir.display()))
+/// The folder as a store; an existing ledger's folder must exist (a store would create it).
+fn folder(dir: &Path, create: bool) -> Result<Arc<dyn ObjectStore>, Error> {
+    let context = || format!("opening ledger {}", dir.display());
+    if !create && !dir.is_dir() {
+        return Err(Error::core(
+            context(),
+            LedgerError::Storage(format!("{} is not a folder", dir.display())).into(),
+        ));
+    }
+    let store = LocalStore::new(dir)
+        .map_err(cipherflow_core::Error::from)
+        .context(context)?;
+    Ok(Arc::new(store))
+}
+
+fn open(dir: &Path) -> Result<Ledger, Error> {
+    block_on(Ledger::open(folder(dir, false)?, ""))
+        .context(|| format!("opening ledger {}", dir.display()))
 }
 
 fn now() -> std::time::Duration {
@@ -213,7 +233,7 @@ fn now() -> std::time::Duration {
 }
 
 fn init(args: InitArgs) -> Result<(), Error> {
-    let ledger = Ledger::init(&args.ledger, &args.origin)
+    let ledger = block_on(Ledger::init(folder(&args.ledger, true)?, "", &args.origin))
         .context(|| format!("creating ledger {}", args.ledger.display()))?;
     print_json(&json!({ "origin": ledger.origin(), "records": 0 }))
 }
@@ -256,8 +276,7 @@ fn add(args: AddArgs) -> Result<(), Error> {
         tool_version: concat!("cipherflow ", env!("CARGO_PKG_VERSION")).into(),
         inputs,
     };
-    let (index, leaf_hash) = ledger
-        .append(record)
+    let (index, leaf_hash) = block_on(ledger.append(record))
         .context(|| format!("appending to ledger {}", args.ledger.display()))?;
     print_json(&json!({ "index": index, "leaf_hash": hex_encode(&leaf_hash) }))
 }
@@ -266,8 +285,7 @@ fn checkpoint(args: CheckpointArgs) -> Result<(), Error> {
     let signer = load_signing(&args.sign_key)?;
     let mut ledger = open(&args.ledger)?;
     let time = args.time.unwrap_or_else(|| now().as_secs());
-    let note = ledger
-        .checkpoint(&signer, time)
+    let note = block_on(ledger.checkpoint(&signer, time))
         .context(|| format!("signing a checkpoint of {}", args.ledger.display()))?;
     print_json(&json!({
         "size": ledger.len(),
@@ -288,12 +306,14 @@ fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, Error> {
 fn verify(args: VerifyArgs) -> Result<(), Error> {
     let keys = trusted(&args.trusted_keys)?;
     let context = || format!("verifying ledger {}", args.ledger.display());
-    let report = Ledger::verify(&args.ledger, &keys).context(context)?;
+    let report =
+        block_on(Ledger::verify(folder(&args.ledger, false)?, "", &keys)).context(context)?;
     if report.records > report.signed_size && !args.allow_unsigned_tail {
         return Err(Error::core(
             context(),
             LedgerError::BadRecord {
                 index: report.signed_size,
+                object: None,
                 reason: "not covered by any signed checkpoint (sign one, or pass \
                          --allow-unsigned-tail)"
                     .into(),
@@ -315,9 +335,8 @@ fn show(args: ShowArgs) -> Result<(), Error> {
     let ledger = open(&args.ledger)?;
     match args.index {
         Some(index) => {
-            let (record, leaf_hash) = ledger
-                .record(index)
-                .context(|| format!("reading record {index}"))?;
+            let (record, leaf_hash) =
+                block_on(ledger.record(index)).context(|| format!("reading record {index}"))?;
             let mut view = record.to_json();
             view["leaf_hash"] = hex_encode(&leaf_hash).into();
             print_json(&view)
@@ -333,9 +352,8 @@ fn show(args: ShowArgs) -> Result<(), Error> {
 
 fn prove(args: ProveArgs) -> Result<(), Error> {
     let ledger = open(&args.ledger)?;
-    let bundle = ledger
-        .prove(args.index)
-        .context(|| format!("proving record {}", args.index))?;
+    let bundle =
+        block_on(ledger.prove(args.index)).context(|| format!("proving record {}", args.index))?;
     println!("{}", bundle.to_json());
     Ok(())
 }
@@ -366,14 +384,11 @@ fn check_proof(args: CheckProofArgs) -> Result<(), Error> {
 
 fn custody(args: CustodyArgs) -> Result<(), Error> {
     let ledger = open(&args.ledger)?;
-    let records = (0..ledger.len())
-        .map(|i| {
-            ledger
-                .record(i)
-                .map(|(r, _)| (i, r))
-                .context(|| format!("reading record {i}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let records = block_on(ledger.records(0..ledger.len()))
+        .context(|| format!("reading ledger {}", args.ledger.display()))?
+        .into_iter()
+        .map(|(record, _)| (record.sequence, record))
+        .collect::<Vec<_>>();
     let mut files = Vec::new();
     for path in &args.cloudtrail {
         collect_files(path, &mut files)?;

@@ -155,7 +155,8 @@ fn add_checkpoint_verify_show_prove_check() {
 #[test]
 fn verify_names_the_first_bad_index() {
     let (_tmp, ledger, _, public) = setup();
-    let rec = |i: u64| ledger.join(format!("records/000000000/{i:012}.rec"));
+    // `ledger add` appends one record per call, so record i is segment i's only record.
+    let rec = |i: u64| ledger.join(format!("segments/{i:012}.seg"));
     let original = fs::read(rec(1)).unwrap();
     let mut altered = original.clone();
     let last = altered.len() - 1;
@@ -163,7 +164,10 @@ fn verify_names_the_first_bad_index() {
     fs::write(rec(1), &altered).unwrap();
     verify(&ledger, &public)
         .failure()
-        .stderr(predicate::str::contains("at record 1:"));
+        .stderr(predicate::str::contains("at record 1:"))
+        .stderr(predicate::str::contains(
+            "(segment segments/000000000001.seg)",
+        ));
     fs::write(rec(1), &original).unwrap();
 
     fs::remove_file(rec(2)).unwrap();

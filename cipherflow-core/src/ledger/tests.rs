@@ -13,7 +13,7 @@ use super::proof::{Bundle, verify_consistency, verify_inclusion};
 use super::record::{Actor, Kind, Link, ObjectRef, Record};
 use super::segment;
 use super::{Ledger, LedgerError, VerifyReport};
-use crate::store::{Bytes, MemoryStore, ObjectKey, ObjectStore, PutMode, block_on};
+use crate::store::{Bytes, LocalStore, MemoryStore, ObjectKey, ObjectStore, PutMode, block_on};
 use crate::{Error, Signer, SigningKey};
 
 // -------------------------------------------------------------------------------------------
@@ -629,6 +629,35 @@ fn two_threads_appending_at_once_both_succeed() {
     let mut ledger = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
     block_on(ledger.checkpoint(&key, T0)).unwrap();
     assert_eq!(verify(&store, &trust(&key)).unwrap().signed_size, 240);
+}
+
+#[test]
+fn a_local_folder_holds_the_same_ledger_and_two_handles_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let key = signer();
+    let ledger = build(&store, &key, 6, 4, &[6]);
+    // One plain file per segment, under the prefix, as the layout says.
+    let segments = dir.path().join(PREFIX).join("segments");
+    let mut names: Vec<String> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["000000000000.seg", "000000000004.seg"]);
+    // A second handle (as another process would) appends; the first catches up.
+    let mut other = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    assert_eq!(other.tree().root(), ledger.tree().root());
+    let mut first = ledger;
+    block_on(other.append_all(vec![record(6, vec![]), record(7, vec![])])).unwrap();
+    let (index, _) = block_on(first.append(record(8, vec![]))).unwrap();
+    assert_eq!(index, 8);
+    block_on(first.checkpoint(&key, T0 + 9)).unwrap();
+    let report = verify(&store, &trust(&key)).unwrap();
+    assert_eq!(
+        (report.records, report.signed_size, report.checkpoints),
+        (9, 9, 2)
+    );
 }
 
 #[test]
