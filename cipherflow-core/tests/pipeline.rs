@@ -401,7 +401,7 @@ fn ids_in_partition(p: u32, n: usize) -> Vec<i64> {
 #[test]
 fn a_batch_writes_one_run_per_touched_partition_and_compaction_rewrites_one_partition() {
     let store = Arc::new(MemoryStore::new());
-    let p = pipeline(store.clone(), 1);
+    let p = pipeline(store.clone(), 2);
     let mut load = String::from("id,name,amount\n");
     for id in 1..=40 {
         load.push_str(&format!("{id},n{id},{id}\n"));
@@ -410,45 +410,59 @@ fn a_batch_writes_one_run_per_touched_partition_and_compaction_rewrites_one_part
     block_on(p.run_once()).unwrap();
     let alice = tempfile::tempdir().unwrap();
     pull(store.clone(), "alice", alice.path()).unwrap();
+    let new_under = |prefix: &str, before: &[String]| -> Vec<String> {
+        keys_under(&*store, prefix)
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect()
+    };
 
     // A batch touching partitions 1 and 3 only: two runs, no base.
-    let (a, b) = (ids_in_partition(1, 2), ids_in_partition(3, 1));
+    let (a, b) = (ids_in_partition(1, 3), ids_in_partition(3, 1));
     let batch = format!(
         "Op,seq,id,name,amount\nU,10,{},x,1\nU,11,{},y,2\nD,12,{},,\n",
         a[0], a[1], b[0]
     );
-    let runs_before = keys_under(&*store, "share/t/runs/");
-    let bases_before = keys_under(&*store, "share/t/base/");
+    let (runs, bases) = (
+        keys_under(&*store, "share/t/runs/"),
+        keys_under(&*store, "share/t/base/"),
+    );
     land(&*store, "20141029-1134010000.csv", &batch);
     let report = block_on(p.run_once()).unwrap();
     assert_eq!(report.partitions_touched, vec![1, 3]);
-    let new_runs: Vec<String> = keys_under(&*store, "share/t/runs/")
-        .into_iter()
-        .filter(|k| !runs_before.contains(k))
-        .collect();
+    assert!(report.compacted.is_empty());
+    let new_runs = new_under("share/t/runs/", &runs);
     assert_eq!(new_runs.len(), 2, "{new_runs:?}");
     assert!(
         new_runs
             .iter()
             .all(|k| k.starts_with("share/t/runs/1/") || k.starts_with("share/t/runs/3/"))
     );
-    // compact_after = 1: partitions 1 and 3 now have two runs each and are compacted; the
-    // others keep theirs and get no base.
-    assert_eq!(report.compacted, vec![1, 3]);
-    let new_bases: Vec<String> = keys_under(&*store, "share/t/base/")
-        .into_iter()
-        .filter(|k| !bases_before.contains(k))
-        .collect();
-    assert_eq!(new_bases.len(), 2);
-    assert!(
-        new_bases
-            .iter()
-            .all(|k| k.starts_with("share/t/base/1/") || k.starts_with("share/t/base/3/"))
-    );
+    assert!(new_under("share/t/base/", &bases).is_empty());
 
-    // Base + runs (alice, who pulled before and now fetches the new runs... or the base)
-    // equals the compacted result (a fresh consumer reads only the bases), partition by
-    // partition, byte for byte.
+    // Another batch on partition 1: its third run passes the limit (2), so partition 1, and
+    // only it, is compacted into one new base; its run is folded in, never written.
+    let (runs, bases) = (
+        keys_under(&*store, "share/t/runs/"),
+        keys_under(&*store, "share/t/base/"),
+    );
+    land(
+        &*store,
+        "20141030-1134010000.csv",
+        &format!("Op,seq,id,name,amount\nU,20,{},z,3\n", a[2]),
+    );
+    let report = block_on(p.run_once()).unwrap();
+    assert_eq!(
+        (report.partitions_touched, report.compacted),
+        (vec![1], vec![1])
+    );
+    assert!(new_under("share/t/runs/", &runs).is_empty());
+    let new_bases = new_under("share/t/base/", &bases);
+    assert_eq!(new_bases.len(), 1);
+    assert!(new_bases[0].starts_with("share/t/base/1/"));
+
+    // Base + runs (alice pulled runs one by one, then the base) equals the compacted
+    // result (bob reads bases and runs once), partition by partition, byte for byte.
     pull(store.clone(), "alice", alice.path()).unwrap();
     let fresh = tempfile::tempdir().unwrap();
     pull(store.clone(), "bob", fresh.path()).unwrap();

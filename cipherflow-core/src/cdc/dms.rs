@@ -268,6 +268,7 @@ pub fn read_dms(
                 order: OrderKey {
                     seq,
                     timestamp,
+                    cdc: op_field.is_some(),
                     object: object_name.clone(),
                     line,
                 },

@@ -6,14 +6,18 @@ use super::error::CdcErrorKind;
 use super::schema::Timestamp;
 
 /// Orders changes: by sequence (DMS `AR_H_CHANGE_SEQ`; absent or empty is lowest), then by
-/// commit timestamp (absent is lowest), then by source object name (bytewise), then by line.
-/// The greatest ordering key wins. Two records of one object never tie.
+/// commit timestamp (absent is lowest), then full-load rows before change rows, then by
+/// source object name (bytewise), then by line. The greatest ordering key wins. Two records
+/// of one object never tie.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrderKey {
     /// The change sequence number, if the input has one.
     pub seq: Option<u128>,
     /// The commit timestamp, if the input has one.
     pub timestamp: Option<Timestamp>,
+    /// Whether the change comes from change capture (`true`) or a full load (`false`): a
+    /// full load precedes every change of its task, whatever the files are called.
+    pub cdc: bool,
     /// The object the change came from.
     pub object: Arc<str>,
     /// The line where the change's record starts.
@@ -69,6 +73,7 @@ mod tests {
         let k = |seq, line| OrderKey {
             seq,
             timestamp: None,
+            cdc: true,
             object: "b".into(),
             line,
         };
@@ -77,5 +82,9 @@ mod tests {
         let mut other = k(Some(1), 1);
         other.object = "c".into();
         assert!(k(Some(1), 9) < other);
+        let mut load = k(None, 9);
+        load.cdc = false;
+        load.object = "z".into();
+        assert!(load < k(None, 1), "a full load precedes changes");
     }
 }

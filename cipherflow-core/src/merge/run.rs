@@ -1,10 +1,11 @@
 //! Delta runs: changes to one key partition, stored as CSV so a batch can be written without
 //! reading the table (merge-on-read), and a partition compacted into a run of the same form.
 //!
-//! A run is CSV with the header `_op,_seq,_ts,_object,_line,_keep,` then the table's columns;
+//! A run is CSV with the header `_op,_seq,_ts,_cdc,_object,_line,_keep,` then the table's columns;
 //! one record per change, sorted by (key, ordering key, record bytes), so the same changes
-//! always give the same bytes. `_op` is `I`, `U` or `D`; `_seq`, `_ts`, `_object` and `_line`
-//! are the change's [`OrderKey`] (empty `_seq`/`_ts` when absent); `_keep` lists, separated by
+//! always give the same bytes. `_op` is `I`, `U` or `D`; `_seq`, `_ts`, `_cdc` (`1` for a
+//! change, `0` for a full-load row), `_object` and `_line` are the change's [`OrderKey`]
+//! (empty `_seq`/`_ts` when absent); `_keep` lists, separated by
 //! `;`, the column indices whose cell is [`Cell::Keep`]. Key columns always hold text that
 //! parses to the row's key (for a delete or a kept key cell: the key's normal form); other
 //! kept columns and a delete's non-key columns are empty. Values are the exact bytes that
@@ -21,7 +22,7 @@ use crate::cdc::{
 };
 
 /// The columns a run has before the table's own.
-pub const RUN_COLUMNS: [&str; 6] = ["_op", "_seq", "_ts", "_object", "_line", "_keep"];
+pub const RUN_COLUMNS: [&str; 7] = ["_op", "_seq", "_ts", "_cdc", "_object", "_line", "_keep"];
 
 /// The partition of `key` among `partitions`: the first 8 bytes of
 /// `SHA-256(for each key field: its normal text, then 0x00)`, big-endian, modulo `partitions`.
@@ -107,6 +108,7 @@ fn encode_change(schema: &TableSchema, change: &Change, columns: usize, out: &mu
             op,
             seq.as_bytes(),
             ts.as_bytes(),
+            if order.cdc { b"1" } else { b"0" },
             order.object.as_bytes(),
             line.as_bytes(),
             keep.as_bytes(),
@@ -192,9 +194,21 @@ pub fn decode_run(
                 ));
             }
         };
+        let bad = |what: &str, value: &[u8]| {
+            let value = String::from_utf8_lossy(value);
+            err(
+                line,
+                CdcErrorKind::Read(format!("bad {what} field {value:?}")),
+            )
+        };
         let seq = parse_seq(f(1)).map_err(|k| err(line, k))?;
         let timestamp = parse_commit_timestamp(f(2)).map_err(|k| err(line, k))?;
-        let source = std::str::from_utf8(f(3)).map_err(|_| err(line, CdcErrorKind::InvalidUtf8))?;
+        let cdc = match f(3) {
+            b"1" => true,
+            b"0" => false,
+            other => return Err(bad("_cdc", other)),
+        };
+        let source = std::str::from_utf8(f(4)).map_err(|_| err(line, CdcErrorKind::InvalidUtf8))?;
         let object_name = match &last_object {
             Some(o) if &**o == source => o.clone(),
             _ => {
@@ -203,25 +217,19 @@ pub fn decode_run(
                 o
             }
         };
-        let bad = |what: &str, value: &[u8]| {
-            let value = String::from_utf8_lossy(value);
-            err(
-                line,
-                CdcErrorKind::Read(format!("bad {what} field {value:?}")),
-            )
-        };
-        let source_line = std::str::from_utf8(f(4))
+
+        let source_line = std::str::from_utf8(f(5))
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| bad("_line", f(4)))?;
+            .ok_or_else(|| bad("_line", f(5)))?;
         let mut keep = vec![false; columns];
-        if !f(5).is_empty() {
-            for part in f(5).split(|&b| b == b';') {
+        if !f(6).is_empty() {
+            for part in f(6).split(|&b| b == b';') {
                 let i = std::str::from_utf8(part)
                     .ok()
                     .and_then(|s| s.parse::<usize>().ok())
                     .filter(|&i| i < columns)
-                    .ok_or_else(|| bad("_keep", f(5)))?;
+                    .ok_or_else(|| bad("_keep", f(6)))?;
                 keep[i] = true;
             }
         }
@@ -250,6 +258,7 @@ pub fn decode_run(
             order: OrderKey {
                 seq,
                 timestamp,
+                cdc,
                 object: object_name,
                 line: source_line,
             },
@@ -388,14 +397,15 @@ mod tests {
     #[test]
     fn bad_runs_name_the_line() {
         let schema = schema();
-        let header = "_op,_seq,_ts,_object,_line,_keep,id,amount,note\n";
+        let header = "_op,_seq,_ts,_cdc,_object,_line,_keep,id,amount,note\n";
         for (body, line) in [
-            ("X,,,o,1,,1,2,3\n", 2),
-            ("I,,,o,1,,1,2\n", 2),
-            ("I,,,o,1,,1,2,3\nI,,,o,x,,1,2,3\n", 3),
-            ("I,,,o,1,9,1,2,3\n", 2),
-            ("I,,,o,1,,abc,2,3\n", 2),
-            ("I,12a,,o,1,,1,2,3\n", 2),
+            ("X,,,1,o,1,,1,2,3\n", 2),
+            ("I,,,1,o,1,,1,2\n", 2),
+            ("I,,,1,o,1,,1,2,3\nI,,,1,o,x,,1,2,3\n", 3),
+            ("I,,,1,o,1,9,1,2,3\n", 2),
+            ("I,,,1,o,1,,abc,2,3\n", 2),
+            ("I,12a,,1,o,1,,1,2,3\n", 2),
+            ("I,,,2,o,1,,1,2,3\n", 2),
         ] {
             let e = decode_run("r", &schema, format!("{header}{body}").as_bytes()).unwrap_err();
             assert_eq!(e.position().line, line, "{body}: {e}");

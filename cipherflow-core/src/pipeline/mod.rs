@@ -391,6 +391,8 @@ impl Pipeline {
                 });
                 partition.runs.clear();
                 report.compacted.push(p);
+                // This step's own run of the partition is in the base: never written.
+                pieces.retain(|other| !(other.kind == "run" && other.partition == Some(p)));
                 pieces.push(piece);
             }
         }
