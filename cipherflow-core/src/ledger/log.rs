@@ -334,6 +334,13 @@ impl Ledger {
         self.latest.as_ref().map(|(_, note)| note.as_str())
     }
 
+    /// The size of the latest checkpoint in the store, read again (another appender may have
+    /// signed one since); 0 if there is none.
+    pub async fn latest_size(&mut self) -> Result<u64, Error> {
+        self.reload_checkpoints().await?;
+        Ok(self.latest.as_ref().map_or(0, |(size, _)| *size))
+    }
+
     /// Appends `record` as the next index; see [`Ledger::append_all`].
     pub async fn append(&mut self, record: Record) -> Result<(u64, Hash), Error> {
         let mut out = self.append_all(vec![record]).await?;
@@ -445,7 +452,14 @@ impl Ledger {
 
     /// Learns the leaf-hash pieces and the latest checkpoint from the store.
     async fn reload_checkpoints(&mut self) -> Result<(), Error> {
-        self.pieces_end = self.place.pieces().await?.last().map_or(0, |p| p.1);
+        self.pieces_end = self
+            .place
+            .pieces()
+            .await?
+            .iter()
+            .map(|p| p.1)
+            .max()
+            .unwrap_or(0);
         self.latest = match self.place.checkpoints().await?.last() {
             Some(&size) => Some((
                 size,
@@ -582,26 +596,37 @@ impl Ledger {
         let origin = place.origin().await?;
 
         // Leaf hashes, authenticated below by the signed roots.
+        // Two appenders that checkpoint at once may each write a piece from the same start:
+        // pieces may overlap (sorted by start, then end), and must agree where they do.
         let mut signed = Tree::new();
-        let mut expected_start = 0;
         for (start, end) in place.pieces().await? {
-            if start != expected_start {
+            let have = signed.len();
+            if start > have {
                 return Err(LedgerError::Verify(format!(
-                    "leaf-hash pieces are not contiguous at record {expected_start}"
+                    "leaf-hash pieces are not contiguous at record {have}"
                 ))
                 .into());
             }
             let bytes = place.get(&place.piece_key(start, end)?).await?;
-            if bytes.len() as u64 != (end - start) * 32 {
+            if end < start || bytes.len() as u64 != (end - start) * 32 {
                 return Err(LedgerError::Verify(format!(
                     "leaf-hash piece {start}-{end} has the wrong length"
                 ))
                 .into());
             }
-            for chunk in bytes.chunks_exact(32) {
-                signed.push(chunk.try_into().expect("32 bytes"));
+            for (i, chunk) in (start..).zip(bytes.chunks_exact(32)) {
+                let hash: Hash = chunk.try_into().expect("32 bytes");
+                if i < have {
+                    if signed.leaf(i) != Some(hash) {
+                        return Err(LedgerError::Verify(format!(
+                            "leaf-hash pieces disagree at record {i}"
+                        ))
+                        .into());
+                    }
+                } else {
+                    signed.push(hash);
+                }
             }
-            expected_start = end;
         }
 
         let mut checkpoints = 0;
