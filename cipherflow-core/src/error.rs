@@ -58,9 +58,10 @@ pub enum Error {
     /// A CDC input or base snapshot is malformed; says which object, line and column.
     #[error(transparent)]
     Cdc(#[from] crate::cdc::CdcError),
-    /// An object store operation failed; says which store, operation and key.
+    /// An object store operation failed; says which store, operation and key. Boxed: a
+    /// store error carries several strings, and every `Result<_, Error>` would pay for them.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(Box<crate::store::StoreError>),
     /// A pipeline step or consumer pull failed (manifest, configuration, rollback).
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
@@ -176,4 +177,10 @@ pub enum KeyError {
     /// Wrapping or unwrapping with a (possibly remote) key failed.
     #[error("key operation failed: {0}")]
     OperationFailed(String),
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Error {
+        Error::Store(Box::new(e))
+    }
 }

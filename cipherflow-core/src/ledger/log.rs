@@ -129,7 +129,7 @@ impl Place {
     async fn origin(&self) -> Result<String, Error> {
         let key = self.key(ORIGIN)?;
         let text = self.text(&key).await.map_err(|e| match e {
-            Error::Store(StoreError::NotFound { .. }) => storage(format!(
+            Error::Store(e) if matches!(*e, StoreError::NotFound { .. }) => storage(format!(
                 "{} is not a ledger (no {key})",
                 self.store.describe()
             )),

@@ -229,4 +229,27 @@ mod tests {
         assert_eq!(err.index, 104);
         assert!(frames(&bytes, 101).is_err());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes (and valid segments with bytes flipped) frame or fail, never panic,
+        /// and every frame lies inside the segment's declared range.
+        #[test]
+        fn framing_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            flip in 0usize..64,
+        ) {
+            let record = if bytes.is_empty() { &b"a"[..] } else { &bytes[..bytes.len().min(9)] };
+            let valid = encode(5, [record, &b"xyz"[..]].into_iter());
+            let mut flipped = valid.clone();
+            let at = flip % flipped.len();
+            flipped[at] ^= 0x41;
+            for input in [&bytes[..], &flipped[..]] {
+                if let Ok((header, frames)) = frames(input, 5) {
+                    for (index, _) in frames.flatten() {
+                        proptest::prop_assert!(index >= header.first && index < header.end());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -31,7 +31,9 @@ impl Pipeline {
         let mut report = GcReport::default();
         let (bytes, _) = match self.stores.share.get(&self.pointer_rel()).await {
             Ok(found) => found,
-            Err(Error::Store(crate::store::StoreError::NotFound { .. })) => return Ok(report),
+            Err(Error::Store(e)) if matches!(*e, crate::store::StoreError::NotFound { .. }) => {
+                return Ok(report);
+            }
             Err(e) => return Err(e),
         };
         let pointer = Pointer::decode(&self.pointer_rel(), &bytes)?;

@@ -236,8 +236,14 @@ impl Pipeline {
                     report.millis = started.elapsed().as_millis() as u64;
                     return Ok(report);
                 }
-                Err(Error::Store(StoreError::Precondition { .. }))
-                | Err(Error::Store(StoreError::AlreadyExists { .. })) => continue,
+                Err(Error::Store(e))
+                    if matches!(
+                        *e,
+                        StoreError::Precondition { .. } | StoreError::AlreadyExists { .. }
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -252,7 +258,7 @@ impl Pipeline {
         let pointer_rel = self.pointer_rel();
         let (bytes, version) = match self.stores.share.get(&pointer_rel).await {
             Ok(found) => found,
-            Err(Error::Store(StoreError::NotFound { .. })) => {
+            Err(Error::Store(e)) if matches!(*e, StoreError::NotFound { .. }) => {
                 let t = &self.table;
                 return Ok((
                     Manifest::empty(&t.name, &t.schema, &t.key, t.partitions),
