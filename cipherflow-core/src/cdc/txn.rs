@@ -98,8 +98,12 @@ pub fn read_dms_txn(
         let mut skipped = 0;
         let mut first = true;
         while next_record(&mut rdr, object)? {
-            if std::mem::take(&mut first) && rdr.field(0) == options.op_column.as_bytes() {
-                continue;
+            // A header row (a UTF-8 byte-order mark before it is ignored, as in read_dms).
+            if std::mem::take(&mut first) {
+                let f = rdr.field(0);
+                if f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f) == options.op_column.as_bytes() {
+                    continue;
+                }
             }
             let pos = || rdr.position(object);
             let table = if rdr.nfields < 3 {
@@ -197,7 +201,7 @@ mod tests {
                 schema: &b,
             },
         ];
-        let file = b"Op,table,schema\nI,a,public,1,x\nI,b,public,q\nD,a,public,1,\n";
+        let file = b"\xEF\xBB\xBFOp,table,schema\nI,a,public,1,x\nI,b,public,q\nD,a,public,1,\n";
         let got =
             read_dms_txn("CDC_TXN-1.csv", &file[..], &tables, &TxnOptions::default()).unwrap();
         let lines = |i: usize| -> Vec<(Op, u64)> {
