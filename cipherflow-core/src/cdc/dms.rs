@@ -118,11 +118,17 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// What each input column is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
+    /// The Op column.
     Op,
+    /// The sequence column.
     Seq,
+    /// The commit-timestamp column.
     Timestamp,
+    /// A table column, by index.
     Table(usize),
+    /// A field the change does not use (the table and schema names of a transaction file).
+    Other,
 }
 
 /// Reads one DMS CSV object (plain or gzip, detected by its magic bytes) of `schema`'s table.
@@ -136,10 +142,65 @@ pub fn read_dms(
     schema: &TableSchema,
     options: &DmsOptions,
 ) -> Result<ChangeBatch, CdcError> {
+    let ((changes, rejects), sha256) = read_object(object, input, |decoded| {
+        let mut rdr = RawReader::new(decoded);
+        // The header: from the file, or from the caller.
+        let names: Vec<String> = match &options.columns {
+            Some(names) => names.clone(),
+            None => {
+                if !next_record(&mut rdr, object)? {
+                    return Err(CdcError::new(
+                        Position::object(object),
+                        CdcErrorKind::NoHeader,
+                    ));
+                }
+                header_names(
+                    (0..rdr.nfields).map(|i| rdr.field(i)),
+                    &rdr.position(object),
+                )?
+            }
+        };
+        let header_pos = if options.columns.is_some() {
+            Position::object(object)
+        } else {
+            rdr.position(object)
+        };
+        let roles = assign_roles(&names, schema, options).map_err(|(i, kind)| {
+            CdcError::new(
+                match i {
+                    Some(i) => header_pos.with_column(i, Some(&names[i])),
+                    None => header_pos.clone(),
+                },
+                kind,
+            )
+        })?;
+        let layout = Layout::new(names, &roles, schema.columns().len());
+        let object_name: Arc<str> = object.into();
+        let mut changes = Vec::new();
+        let mut rejects = Vec::new();
+        while next_record(&mut rdr, object)? {
+            let parsed = layout.change(&rdr, &object_name, schema, options.no_sup_value.as_deref());
+            keep_or_reject(parsed, &rdr, options.reject, &mut changes, &mut rejects)?;
+        }
+        Ok((changes, rejects))
+    })?;
+    Ok(ChangeBatch {
+        object: object.into(),
+        sha256,
+        changes,
+        rejects,
+    })
+}
+
+/// Opens an object for a reader: gunzips it when it starts with the gzip magic, hands the
+/// decoded bytes to `body`, and returns what `body` returns with the SHA-256 of every stored
+/// byte (including any the decoder did not need), so every reader hashes the same way.
+pub(crate) fn read_object<T>(
+    object: &str,
+    input: impl Read,
+    body: impl FnOnce(&mut dyn Read) -> Result<T, CdcError>,
+) -> Result<(T, [u8; 32]), CdcError> {
     let whole = || Position::object(object);
-    let read_err = |pos: Position, e: &dyn std::fmt::Display| {
-        CdcError::new(pos, CdcErrorKind::Read(e.to_string()))
-    };
     let mut hashing = BufReader::with_capacity(
         1 << 16,
         HashingReader {
@@ -149,151 +210,156 @@ pub fn read_dms(
     );
     let gzip = hashing
         .fill_buf()
-        .map_err(|e| read_err(whole(), &e))?
+        .map_err(|e| read_error(whole(), &e))?
         .starts_with(&[0x1f, 0x8b]);
-    let decoded: Box<dyn Read + '_> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(&mut hashing))
+    let out = if gzip {
+        body(&mut flate2::bufread::MultiGzDecoder::new(&mut hashing))?
     } else {
-        Box::new(&mut hashing)
+        body(&mut hashing)?
     };
-    let mut rdr = RawReader::new(decoded);
-    // A read error (bad gzip data, say) is placed after the last record read.
-    let next = |rdr: &mut RawReader<_>| match rdr.next() {
-        Ok(more) => Ok(more),
-        Err(e) => Err(read_err(rdr.position(object), &e)),
-    };
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| read_error(whole(), &e))?;
+    Ok((out, hashing.into_inner().hasher.finalize().into()))
+}
 
-    // The header: from the file, or from the caller.
-    let names: Vec<String> = match &options.columns {
-        Some(names) => names.clone(),
-        None => {
-            if !next(&mut rdr)? {
-                return Err(CdcError::new(whole(), CdcErrorKind::NoHeader));
+/// An unreadable (or undecompressable, or malformed) input at `pos`.
+pub(crate) fn read_error(pos: Position, e: &dyn std::fmt::Display) -> CdcError {
+    CdcError::new(pos, CdcErrorKind::Read(e.to_string()))
+}
+
+/// The next record; a read error (bad gzip data, say) is placed after the last record read.
+pub(crate) fn next_record<R: Read>(rdr: &mut RawReader<R>, object: &str) -> Result<bool, CdcError> {
+    rdr.next().map_err(|e| read_error(rdr.position(object), &e))
+}
+
+/// Files a record's result: a change, a reject (in reject mode), or the error that refuses
+/// the object.
+pub(crate) fn keep_or_reject<R: Read>(
+    parsed: Result<Change, CdcError>,
+    rdr: &RawReader<R>,
+    reject: bool,
+    changes: &mut Vec<Change>,
+    rejects: &mut Vec<Reject>,
+) -> Result<(), CdcError> {
+    match parsed {
+        Ok(change) => changes.push(change),
+        Err(error) if reject => rejects.push(Reject {
+            error,
+            fields: (0..rdr.nfields).map(|i| rdr.field(i).to_vec()).collect(),
+        }),
+        Err(error) => return Err(error),
+    }
+    Ok(())
+}
+
+/// Where a record's fields go: the record's column names, and which field holds the Op, the
+/// sequence, the timestamp and each table column. Shared by the per-table files and the
+/// transaction files, whose records are laid out differently.
+pub(crate) struct Layout {
+    names: Vec<String>,
+    field_of: Vec<Option<usize>>,
+    op_field: Option<usize>,
+    seq_field: Option<usize>,
+    ts_field: Option<usize>,
+}
+
+impl Layout {
+    /// `roles[f]` is what field `f` (named `names[f]`) holds; `columns` is the table's width.
+    pub(crate) fn new(names: Vec<String>, roles: &[Role], columns: usize) -> Layout {
+        let mut layout = Layout {
+            names,
+            field_of: vec![None; columns],
+            op_field: None,
+            seq_field: None,
+            ts_field: None,
+        };
+        for (f, role) in roles.iter().enumerate() {
+            match role {
+                Role::Op => layout.op_field = Some(f),
+                Role::Seq => layout.seq_field = Some(f),
+                Role::Timestamp => layout.ts_field = Some(f),
+                Role::Table(c) => layout.field_of[*c] = Some(f),
+                Role::Other => {}
             }
-            header_names(
-                (0..rdr.nfields).map(|i| rdr.field(i)),
-                &rdr.position(object),
-            )?
         }
-    };
-    let header_pos = if options.columns.is_some() {
-        whole()
-    } else {
-        rdr.position(object)
-    };
-    let roles = assign_roles(&names, schema, options).map_err(|(i, kind)| {
-        CdcError::new(
-            match i {
-                Some(i) => header_pos.with_column(i, Some(&names[i])),
-                None => header_pos.clone(),
-            },
-            kind,
-        )
-    })?;
-    let mut field_of = vec![None; schema.columns().len()];
-    let mut op_field = None;
-    let mut seq_field = None;
-    let mut ts_field = None;
-    for (f, role) in roles.iter().enumerate() {
-        match role {
-            Role::Op => op_field = Some(f),
-            Role::Seq => seq_field = Some(f),
-            Role::Timestamp => ts_field = Some(f),
-            Role::Table(c) => field_of[*c] = Some(f),
-        }
+        layout
     }
 
-    let object_name: Arc<str> = object.into();
-    let mut changes = Vec::new();
-    let mut rejects = Vec::new();
-    let sentinel = options.no_sup_value.as_deref();
-    while next(&mut rdr)? {
+    /// The change in the reader's current record (`sentinel`: DMS `CsvNoSupValue`).
+    pub(crate) fn change<R: Read>(
+        &self,
+        rdr: &RawReader<R>,
+        object_name: &Arc<str>,
+        schema: &TableSchema,
+        sentinel: Option<&[u8]>,
+    ) -> Result<Change, CdcError> {
+        let names = &self.names;
+        let object: &str = object_name;
         let pos = || rdr.position(object);
-        let line = rdr.line;
         let record = |f: usize| rdr.field(f);
-        let parsed = (|| {
-            if rdr.nfields != names.len() {
-                return Err(CdcError::new(
-                    pos(),
-                    CdcErrorKind::ColumnCount {
-                        expected: names.len(),
-                        found: rdr.nfields,
-                    },
-                ));
-            }
-            let at = |f: usize, kind| CdcError::new(pos().with_column(f, Some(&names[f])), kind);
-            let op = match op_field {
-                None => Op::Insert,
-                Some(f) => match record(f) {
-                    b"I" => Op::Insert,
-                    b"U" => Op::Update,
-                    b"D" => Op::Delete,
-                    other => {
-                        let op = String::from_utf8_lossy(other).into_owned();
-                        return Err(at(f, CdcErrorKind::UnknownOp(op)));
-                    }
+        if rdr.nfields != names.len() {
+            return Err(CdcError::new(
+                pos(),
+                CdcErrorKind::ColumnCount {
+                    expected: names.len(),
+                    found: rdr.nfields,
                 },
-            };
-            let is_null = |b: &[u8]| b == schema.null() || Some(b) == sentinel;
-            let seq = match seq_field {
-                Some(f) if !is_null(record(f)) => parse_seq(record(f)).map_err(|k| at(f, k))?,
-                _ => None,
-            };
-            let timestamp = match ts_field {
-                Some(f) if !is_null(record(f)) => {
-                    parse_commit_timestamp(record(f)).map_err(|k| at(f, k))?
-                }
-                _ => None,
-            };
-            let key = schema
-                .parse_key(|c| field_of[c].map(record).filter(|b| Some(*b) != sentinel))
-                .map_err(|(c, kind)| match field_of[c] {
-                    Some(f) => at(f, kind),
-                    None => CdcError::new(pos(), kind),
-                })?;
-            let cells = if op == Op::Delete {
-                Vec::new()
-            } else {
-                field_of
-                    .iter()
-                    .map(|f| match f {
-                        Some(f) if Some(record(*f)) != sentinel => Cell::Value(record(*f).into()),
-                        _ => Cell::Keep,
-                    })
-                    .collect()
-            };
-            Ok(Change {
-                op,
-                key,
-                order: OrderKey {
-                    seq,
-                    timestamp,
-                    cdc: op_field.is_some(),
-                    object: object_name.clone(),
-                    line,
-                },
-                cells,
-            })
-        })();
-        match parsed {
-            Ok(change) => changes.push(change),
-            Err(error) if options.reject => rejects.push(Reject {
-                error,
-                fields: (0..rdr.nfields).map(|i| rdr.field(i).to_vec()).collect(),
-            }),
-            Err(error) => return Err(error),
+            ));
         }
+        let at = |f: usize, kind| CdcError::new(pos().with_column(f, Some(&names[f])), kind);
+        let op = match self.op_field {
+            None => Op::Insert,
+            Some(f) => match record(f) {
+                b"I" => Op::Insert,
+                b"U" => Op::Update,
+                b"D" => Op::Delete,
+                other => {
+                    let op = String::from_utf8_lossy(other).into_owned();
+                    return Err(at(f, CdcErrorKind::UnknownOp(op)));
+                }
+            },
+        };
+        let is_null = |b: &[u8]| b == schema.null() || Some(b) == sentinel;
+        let seq = match self.seq_field {
+            Some(f) if !is_null(record(f)) => parse_seq(record(f)).map_err(|k| at(f, k))?,
+            _ => None,
+        };
+        let timestamp = match self.ts_field {
+            Some(f) if !is_null(record(f)) => {
+                parse_commit_timestamp(record(f)).map_err(|k| at(f, k))?
+            }
+            _ => None,
+        };
+        let field_of = &self.field_of;
+        let key = schema
+            .parse_key(|c| field_of[c].map(record).filter(|b| Some(*b) != sentinel))
+            .map_err(|(c, kind)| match field_of[c] {
+                Some(f) => at(f, kind),
+                None => CdcError::new(pos(), kind),
+            })?;
+        let cells = if op == Op::Delete {
+            Vec::new()
+        } else {
+            field_of
+                .iter()
+                .map(|f| match f {
+                    Some(f) if Some(record(*f)) != sentinel => Cell::Value(record(*f).into()),
+                    _ => Cell::Keep,
+                })
+                .collect()
+        };
+        Ok(Change {
+            op,
+            key,
+            order: OrderKey {
+                seq,
+                timestamp,
+                cdc: self.op_field.is_some(),
+                object: object_name.clone(),
+                line: rdr.line,
+            },
+            cells,
+        })
     }
-    drop(rdr);
-    // Hash every stored byte, including any the decoder did not need.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| read_err(whole(), &e))?;
-    let sha256 = hashing.into_inner().hasher.finalize().into();
-    Ok(ChangeBatch {
-        object: object_name,
-        sha256,
-        changes,
-        rejects,
-    })
 }
 
 fn assign_roles(

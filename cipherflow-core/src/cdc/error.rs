@@ -21,7 +21,8 @@ pub struct Position {
 /// A column of an input, by 1-based index and (when known) name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnRef {
-    /// 1-based index of the field in the record.
+    /// 1-based index of the field in the record; 0 when the input has no field positions
+    /// (a JSON event: the name is then the field's path, `after.balance`).
     pub index: usize,
     /// The column's name, when the input has one.
     pub name: Option<String>,
@@ -54,11 +55,17 @@ impl fmt::Display for Position {
         if self.line > 0 {
             write!(f, ", line {}", self.line)?;
         }
-        if let Some(c) = &self.column {
-            write!(f, ", column {}", c.index)?;
-            if let Some(name) = &c.name {
-                write!(f, " ({name})")?;
+        match &self.column {
+            Some(ColumnRef { index: 0, name }) => {
+                write!(f, ", field {}", name.as_deref().unwrap_or("?"))?;
             }
+            Some(c) => {
+                write!(f, ", column {}", c.index)?;
+                if let Some(name) = &c.name {
+                    write!(f, " ({name})")?;
+                }
+            }
+            None => {}
         }
         Ok(())
     }
@@ -113,6 +120,12 @@ pub enum CdcErrorKind {
     },
     /// Writing the output failed.
     Write(String),
+    /// A transaction file has a row of a table the caller did not name (`schema.table`).
+    UnknownTable(String),
+    /// The caller named the same table twice (`schema.table`).
+    DuplicateTable(String),
+    /// A JSON change event is not of the expected shape (the reason says how).
+    BadEvent(String),
 }
 
 impl fmt::Display for CdcErrorKind {
@@ -141,6 +154,11 @@ impl fmt::Display for CdcErrorKind {
                 write!(f, "header is {found:?}, expected {expected:?}")
             }
             CdcErrorKind::Write(e) => write!(f, "cannot write: {e}"),
+            CdcErrorKind::UnknownTable(t) => {
+                write!(f, "table {t:?} is not one of the tables given")
+            }
+            CdcErrorKind::DuplicateTable(t) => write!(f, "table {t:?} is given twice"),
+            CdcErrorKind::BadEvent(e) => write!(f, "bad change event: {e}"),
         }
     }
 }

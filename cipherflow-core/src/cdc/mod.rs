@@ -1,5 +1,6 @@
 //! Change data capture inputs: the table schema (typed, possibly composite keys), the ordering
-//! key of a change, and the AWS DMS CSV reader. The merge itself is in [`crate::merge`];
+//! key of a change, and the readers: AWS DMS CSV (per table, and transaction files) and
+//! Debezium JSON. The merge itself is in [`crate::merge`];
 //! the semantics are specified in `docs/MERGE.md`.
 //!
 //! ```
@@ -15,15 +16,19 @@
 //! # Ok::<(), cipherflow_core::cdc::CdcError>(())
 //! ```
 
+mod debezium;
 mod dms;
 mod error;
 mod order;
 pub(crate) mod raw;
 mod schema;
+mod txn;
 
+pub use debezium::{DEBEZIUM_ORDER_SHIFT, DebeziumOptions, read_debezium};
 pub use dms::{
     Cell, Change, ChangeBatch, DMS_SEQ_COLUMN, DmsOptions, Op, Reject, read_csv_header, read_dms,
 };
 pub use error::{CdcError, CdcErrorKind, ColumnRef, Position};
 pub use order::{OrderKey, parse_commit_timestamp, parse_seq};
 pub use schema::{Decimal, Key, KeySpec, KeyType, KeyValue, TableSchema, Timestamp};
+pub use txn::{TxnBatches, TxnOptions, TxnTable, read_dms_txn};
