@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema};
 use cipherflow_core::ledger::Actor;
-use cipherflow_core::pipeline::{Keys, Location, Pipeline, Stores, Table};
+use cipherflow_core::pipeline::{InputFormat, Keys, Location, Pipeline, Stores, Table};
 use cipherflow_core::store::{MemoryStore, ObjectKey, ObjectStore, PutMode, block_on};
 use cipherflow_core::{RsaPrivateKey, SigningKey};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -65,7 +65,7 @@ fn pipeline(store: Arc<dyn ObjectStore>, keys: &Keys) -> Pipeline {
             ledger: Location::new(store, "ledger"),
         },
         keys: keys.clone(),
-        dms: DmsOptions::default(),
+        input: InputFormat::Dms(DmsOptions::default()),
         compact_after: 1_000,
         actor: Actor::default(),
     }

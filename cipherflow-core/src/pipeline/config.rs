@@ -8,11 +8,13 @@
 //! partitions = 8               # fixed once the table is published
 //! null = ""                    # DMS CsvNullValue
 //!
-//! [input]                      # AWS DMS CSV files under the landing store
+//! [input]                      # change files under the landing store
+//! format = "dms"               # AWS DMS CSV (default), or "debezium" (JSON lines)
 //! prefix = "dbo/customers/"
 //! sequence_column = "AR_H_CHANGE_SEQ"   # optional
 //! timestamp_column = "commit_ts"        # optional (DMS TimestampColumnName)
 //! no_sup_value = "~"                    # optional (DMS CsvNoSupValue)
+//! # debezium_table = "customers"        # optional: only events of this source.table
 //!
 //! [stores]                     # folders, or another scheme the caller resolves (s3://...)
 //! landing = "landing"
@@ -35,8 +37,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{Keys, Location, Pipeline, PipelineError, Stores, Table};
-use crate::cdc::{DmsOptions, KeySpec, TableSchema};
+use super::{InputFormat, Keys, Location, Pipeline, PipelineError, Stores, Table};
+use crate::cdc::{DebeziumOptions, DmsOptions, KeySpec, TableSchema};
 use crate::ledger::Actor;
 use crate::store::{LocalStore, ObjectStore};
 use crate::{Error, RsaPrivateKey, RsaPublicKey, SigningKey, Verifier};
@@ -81,6 +83,11 @@ pub struct TableConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
+    /// `dms` (default) or `debezium`.
+    #[serde(default)]
+    pub format: FormatName,
+    /// Debezium: only events whose `source.table` is this.
+    pub debezium_table: Option<String>,
     /// Landing prefix for this table.
     #[serde(default)]
     pub prefix: String,
@@ -90,6 +97,17 @@ pub struct InputConfig {
     pub timestamp_column: Option<String>,
     /// The keep-old-value sentinel.
     pub no_sup_value: Option<String>,
+}
+
+/// The input formats by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatName {
+    /// AWS DMS CSV.
+    #[default]
+    Dms,
+    /// Debezium JSON lines.
+    Debezium,
 }
 
 /// `[stores]`: where each store is.
@@ -232,11 +250,17 @@ impl PipelineConfig {
             .as_ref()
             .map(|s| Arc::new(s.verifying_key().clone()) as Arc<dyn Verifier>);
         let input = &self.input;
-        let dms = DmsOptions {
-            seq_column: input.sequence_column.clone(),
-            timestamp_column: input.timestamp_column.clone(),
-            no_sup_value: input.no_sup_value.as_ref().map(|s| s.as_bytes().to_vec()),
-            ..DmsOptions::default()
+        let input = match input.format {
+            FormatName::Dms => InputFormat::Dms(DmsOptions {
+                seq_column: input.sequence_column.clone(),
+                timestamp_column: input.timestamp_column.clone(),
+                no_sup_value: input.no_sup_value.as_ref().map(|s| s.as_bytes().to_vec()),
+                ..DmsOptions::default()
+            }),
+            FormatName::Debezium => InputFormat::Debezium(DebeziumOptions {
+                table: input.debezium_table.clone(),
+                ..DebeziumOptions::default()
+            }),
         };
         Ok(Pipeline {
             table: self.table(path)?,
@@ -248,7 +272,7 @@ impl PipelineConfig {
                 signer: signer.map(|s| Arc::new(s) as Arc<dyn crate::Signer>),
                 state_verifier,
             },
-            dms,
+            input,
             compact_after: self.compaction.max_runs.max(1),
             actor: Actor {
                 principal: local_principal(),

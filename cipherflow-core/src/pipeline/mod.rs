@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-pub use config::{PipelineConfig, load_private_key, load_public_key};
+pub use config::{FormatName, PipelineConfig, load_private_key, load_public_key};
 pub use error::PipelineError;
 pub use gc::GcReport;
 pub use manifest::{
@@ -40,7 +40,9 @@ pub use manifest::{
 };
 pub use pull::{Consumer, PullReport};
 
-use crate::cdc::{Change, DmsOptions, TableSchema, read_dms};
+use crate::cdc::{
+    Change, ChangeBatch, DebeziumOptions, DmsOptions, TableSchema, read_debezium, read_dms,
+};
 use crate::ledger::{Actor, Kind, Ledger, Link, ObjectRef, Record};
 use crate::merge::{MergeState, decode_run, encode_run, partition_of};
 use crate::store::{Bytes, ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, Version};
@@ -177,12 +179,30 @@ pub struct Pipeline {
     pub stores: Stores,
     /// Its keys.
     pub keys: Keys,
-    /// How the landed DMS files are read.
-    pub dms: DmsOptions,
+    /// What the landed files are, and how they are read.
+    pub input: InputFormat,
     /// A partition with more runs than this is compacted into a new base.
     pub compact_after: usize,
     /// Who the ledger says did it.
     pub actor: Actor,
+}
+
+/// The format of the landed change files.
+#[derive(Clone, Debug)]
+pub enum InputFormat {
+    /// AWS DMS CSV (full-load and CDC files; plain or gzip).
+    Dms(DmsOptions),
+    /// Debezium JSON change events, one per line (plain or gzip).
+    Debezium(DebeziumOptions),
+}
+
+impl InputFormat {
+    fn read(&self, object: &str, bytes: &[u8], schema: &TableSchema) -> Result<ChangeBatch, Error> {
+        Ok(match self {
+            InputFormat::Dms(options) => read_dms(object, bytes, schema, options)?,
+            InputFormat::Debezium(options) => read_debezium(object, bytes, schema, options)?,
+        })
+    }
 }
 
 /// What a step did.
@@ -328,7 +348,7 @@ impl Pipeline {
                 report.skipped += 1;
                 continue;
             }
-            let batch = read_dms(meta.key.as_str(), &bytes[..], &table.schema, &self.dms)?;
+            let batch = self.input.read(meta.key.as_str(), &bytes, &table.schema)?;
             landed.push(
                 self.stores
                     .landing
