@@ -17,9 +17,20 @@ import pytest
 
 import cipherflow
 
+# As DMS lands them: a full load without a change sequence (it orders lowest), then CDC files
+# whose AR_H_CHANGE_SEQ orders them. (File names alone would not: "LOAD..." sorts after
+# "2024...", and the name is the last tie-breaker of the ordering key, docs/MERGE.md 2.2.)
 LOAD = "region,order_no,amount,status\neu,1,10.00,new\neu,2,20.00,new\nus,1,7308.00,new\n"
-B1 = 'Op,region,order_no,amount,status\nU,eu,1,11.00,paid\nD,eu,2,,\nI,us,2,5,"new, rush"\n'
-B2 = "Op,region,order_no,amount,status\nU,us,1,7308.00,shipped\n"
+B1 = (
+    "Op,AR_H_CHANGE_SEQ,region,order_no,amount,status\n"
+    "U,20240104000000000000000000000000001,eu,1,11.00,paid\n"
+    "D,20240104000000000000000000000000002,eu,2,,\n"
+    'I,20240104000000000000000000000000003,us,2,5,"new, rush"\n'
+)
+B2 = (
+    "Op,AR_H_CHANGE_SEQ,region,order_no,amount,status\n"
+    "U,20240105000000000000000000000000001,us,1,7308.00,shipped\n"
+)
 EXPECTED_1 = "region,order_no,amount,status\neu,1,10.00,new\neu,2,20.00,new\nus,1,7308.00,new\n"
 EXPECTED_2 = (
     'region,order_no,amount,status\neu,1,11.00,paid\nus,1,7308.00,shipped\nus,2,5,"new, rush"\n'
@@ -30,6 +41,9 @@ name = "orders"
 columns = ["region", "order_no", "amount", "status"]
 key = "region,order_no:int64"
 partitions = 3
+
+[input]
+sequence_column = "AR_H_CHANGE_SEQ"
 
 [stores]
 landing = "landing"
