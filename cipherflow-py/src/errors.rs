@@ -5,8 +5,10 @@ use std::io;
 use std::path::Path;
 
 use cipherflow_core::Error;
+use cipherflow_core::pipeline::PipelineError as CorePipelineError;
+use cipherflow_core::store::StoreError;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyOSError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError};
 use pyo3::prelude::*;
 
 create_exception!(
@@ -51,6 +53,30 @@ create_exception!(
     CipherflowError,
     "A key could not be loaded or used (malformed, unsupported, or a remote key failed)."
 );
+create_exception!(
+    cipherflow,
+    RollbackError,
+    IntegrityError,
+    "The share went back to an older generation than the one already pulled, or forked."
+);
+create_exception!(
+    cipherflow,
+    HashMismatchError,
+    IntegrityError,
+    "A share object's plaintext does not hash to what the signed manifest names."
+);
+create_exception!(
+    cipherflow,
+    PipelineError,
+    CipherflowError,
+    "A share's pointer or manifest is malformed, or names another table or generation."
+);
+create_exception!(
+    cipherflow,
+    LedgerError,
+    CipherflowError,
+    "The provenance ledger or a proof bundle is malformed or fails verification."
+);
 
 /// Registers the exception classes on the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -62,6 +88,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WrongKeyError", py.get_type::<WrongKeyError>())?;
     m.add("SignatureError", py.get_type::<SignatureError>())?;
     m.add("InvalidKeyError", py.get_type::<InvalidKeyError>())?;
+    m.add("RollbackError", py.get_type::<RollbackError>())?;
+    m.add("HashMismatchError", py.get_type::<HashMismatchError>())?;
+    m.add("PipelineError", py.get_type::<PipelineError>())?;
+    m.add("LedgerError", py.get_type::<LedgerError>())?;
     Ok(())
 }
 
@@ -83,6 +113,14 @@ pub fn to_py(err: Error, context: &str) -> PyErr {
         Error::Signature(e) => SignatureError::new_err(msg(&e)),
         Error::Key(e) => InvalidKeyError::new_err(msg(&e)),
         Error::Io(e) => io_to_py(e, context, None),
+        Error::Pipeline(e @ CorePipelineError::Rollback { .. }) => RollbackError::new_err(msg(&e)),
+        Error::Pipeline(e @ CorePipelineError::Mismatch { .. }) => {
+            HashMismatchError::new_err(msg(&e))
+        }
+        Error::Pipeline(e) => PipelineError::new_err(msg(&e)),
+        Error::Ledger(e) => LedgerError::new_err(msg(&e)),
+        Error::Store(e @ StoreError::NotFound { .. }) => PyFileNotFoundError::new_err(msg(&e)),
+        Error::Store(e @ StoreError::Backend { .. }) => PyOSError::new_err(msg(&e)),
         other => CipherflowError::new_err(msg(&other)),
     }
 }

@@ -15,26 +15,62 @@ use zeroize::Zeroizing;
 
 use crate::errors::{io_to_py, to_py};
 
-fn read_key_file(path: &Path) -> PyResult<Zeroizing<Vec<u8>>> {
-    std::fs::read(path).map(Zeroizing::new).map_err(|e| {
-        io_to_py(
-            e,
-            &format!("reading key file {}", path.display()),
-            Some(path),
-        )
-    })
+/// A key type the classes below load from PEM or DER, and what errors call it.
+trait LoadKey: Sized + Send {
+    const WHAT: &'static str;
+    fn parse(bytes: &[u8]) -> Result<Self, Error>;
 }
 
-fn load<T>(
-    py: Python<'_>,
-    bytes: &[u8],
-    what: &str,
-    parse: fn(&[u8]) -> Result<T, Error>,
-) -> PyResult<T>
-where
-    T: Send,
-{
-    py.detach(|| parse(bytes)).map_err(|e| to_py(e, what))
+impl LoadKey for RsaPrivateKey {
+    const WHAT: &'static str = "private key";
+    fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        RsaPrivateKey::from_bytes(bytes)
+    }
+}
+
+impl LoadKey for RsaPublicKey {
+    const WHAT: &'static str = "public key";
+    fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        RsaPublicKey::from_bytes(bytes)
+    }
+}
+
+impl LoadKey for CoreSigning {
+    const WHAT: &'static str = "signing key";
+    fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        CoreSigning::from_bytes(bytes)
+    }
+}
+
+impl LoadKey for CoreVerifying {
+    const WHAT: &'static str = "verifying key";
+    fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        CoreVerifying::from_bytes(bytes)
+    }
+}
+
+/// Parses PEM or DER bytes (GIL released); errors say `loading <what>`.
+fn load_bytes<K: LoadKey>(py: Python<'_>, data: &[u8]) -> PyResult<Arc<K>> {
+    py.detach(|| K::parse(data))
+        .map(Arc::new)
+        .map_err(|e| to_py(e, &format!("loading {}", K::WHAT)))
+}
+
+/// Reads and parses a key file (PEM or DER); errors say `loading <what> <path>`, and an I/O
+/// error is the matching `OSError` with the file name set.
+fn load_file<K: LoadKey>(py: Python<'_>, path: &Path) -> PyResult<Arc<K>> {
+    let data = py
+        .detach(|| std::fs::read(path).map(Zeroizing::new))
+        .map_err(|e| {
+            io_to_py(
+                e,
+                &format!("reading key file {}", path.display()),
+                Some(path),
+            )
+        })?;
+    py.detach(|| K::parse(&data))
+        .map(Arc::new)
+        .map_err(|e| to_py(e, &format!("loading {} {}", K::WHAT, path.display())))
 }
 
 /// A consumer's RSA private key (2048 to 4096 bits): opens envelopes sealed for it.
@@ -48,20 +84,16 @@ impl PrivateKey {
     /// Loads a PEM or DER private key (PKCS#8 or PKCS#1).
     #[staticmethod]
     fn from_pem(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let key = load(py, data, "loading private key", RsaPrivateKey::from_bytes)?;
         Ok(PrivateKey {
-            inner: Arc::new(key),
+            inner: load_bytes(py, data)?,
         })
     }
 
     /// Loads a private key file (PEM or DER).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let data = read_key_file(&path)?;
-        let what = format!("loading private key {}", path.display());
-        let key = load(py, &data, &what, RsaPrivateKey::from_bytes)?;
         Ok(PrivateKey {
-            inner: Arc::new(key),
+            inner: load_file(py, &path)?,
         })
     }
 
@@ -109,20 +141,16 @@ impl PublicKey {
     /// Loads a PEM or DER public key (SPKI or PKCS#1). A private key is refused.
     #[staticmethod]
     fn from_pem(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let key = load(py, data, "loading public key", RsaPublicKey::from_bytes)?;
         Ok(PublicKey {
-            inner: Arc::new(key),
+            inner: load_bytes(py, data)?,
         })
     }
 
     /// Loads a public key file (PEM or DER).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let data = read_key_file(&path)?;
-        let what = format!("loading public key {}", path.display());
-        let key = load(py, &data, &what, RsaPublicKey::from_bytes)?;
         Ok(PublicKey {
-            inner: Arc::new(key),
+            inner: load_file(py, &path)?,
         })
     }
 
@@ -176,20 +204,16 @@ impl SigningKey {
     /// Loads a PEM or DER P-256 or RSA private key.
     #[staticmethod]
     fn from_pem(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let key = load(py, data, "loading signing key", CoreSigning::from_bytes)?;
         Ok(SigningKey {
-            inner: Arc::new(key),
+            inner: load_bytes(py, data)?,
         })
     }
 
     /// Loads a signing key file (PEM or DER).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let data = read_key_file(&path)?;
-        let what = format!("loading signing key {}", path.display());
-        let key = load(py, &data, &what, CoreSigning::from_bytes)?;
         Ok(SigningKey {
-            inner: Arc::new(key),
+            inner: load_file(py, &path)?,
         })
     }
 
@@ -241,20 +265,16 @@ impl VerifyingKey {
     /// Loads a PEM or DER P-256 or RSA public key.
     #[staticmethod]
     fn from_pem(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
-        let key = load(py, data, "loading verifying key", CoreVerifying::from_bytes)?;
         Ok(VerifyingKey {
-            inner: Arc::new(key),
+            inner: load_bytes(py, data)?,
         })
     }
 
     /// Loads a verifying key file (PEM or DER).
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let data = read_key_file(&path)?;
-        let what = format!("loading verifying key {}", path.display());
-        let key = load(py, &data, &what, CoreVerifying::from_bytes)?;
         Ok(VerifyingKey {
-            inner: Arc::new(key),
+            inner: load_file(py, &path)?,
         })
     }
 

@@ -2,11 +2,14 @@
 //! front (`python/cipherflow/__init__.py`) re-exports it and adds the pure-Python helpers.
 //!
 //! One module per concept: [`keys`], [`envelope`] (whole envelopes), [`stream`]
-//! (`open_stream`), [`source`] (bytes, paths and file objects), [`errors`].
+//! (`open_stream`), [`source`] (bytes, paths and file objects), [`pipeline`] (the
+//! consumer's pull), [`ledger`] (ledger and proof verification), [`errors`].
 
 mod envelope;
 mod errors;
 mod keys;
+mod ledger;
+mod pipeline;
 mod source;
 mod stream;
 
@@ -29,5 +32,8 @@ fn _cipherflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(envelope::open_file, m)?)?;
     m.add_function(wrap_pyfunction!(envelope::inspect, m)?)?;
     m.add_function(wrap_pyfunction!(stream::open_stream_native, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::pull, m)?)?;
+    m.add_function(wrap_pyfunction!(ledger::verify_ledger, m)?)?;
+    m.add_function(wrap_pyfunction!(ledger::verify_bundle, m)?)?;
     Ok(())
 }

@@ -45,4 +45,21 @@ def cli() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pipeline_cli() -> Path:
+    """The Rust `cipherflow` binary. These tests need it to write the share (Python has no
+    producer API), so they fail rather than skip without it: CI always sets it."""
+    value = os.environ.get("CIPHERFLOW_BIN")
+    if not value:
+        pytest.fail(
+            "CIPHERFLOW_BIN is not set: the pipeline tests need the Rust command line to "
+            "write a share (cargo build -p cipherflow-cli; CIPHERFLOW_BIN=target/debug/cipherflow)",
+            pytrace=False,
+        )
+    path = Path(value)
+    if not path.is_file():
+        pytest.fail(f"CIPHERFLOW_BIN={value} does not exist", pytrace=False)
+    return path
+
+
 CSV = b'id,name,city\n1,Ada,London\n2,"Grace, Rear Admiral",Arlington\n3,\xc3\x89mile,"Li\nlle"\n'

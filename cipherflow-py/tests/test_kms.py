@@ -18,6 +18,7 @@ import pytest
 import cipherflow
 
 from .conftest import CSV
+from .test_pipeline import EXPECTED_1, LOAD, make_producer
 
 SERVER = Path(__file__).parent / "aws_emulator" / "moto_rsa_server.py"
 
@@ -132,3 +133,22 @@ def test_kms_access_error_is_reported(kms: Any, kms_key_id: str) -> None:
     sealed = cipherflow.seal_bytes(CSV, [key])
     with pytest.raises(cipherflow.InvalidKeyError, match=r"KMS Decrypt.*AccessDenied"):
         cipherflow.open_bytes(sealed, key)
+
+
+def test_kms_pull(
+    pipeline_cli: Path,
+    kms: Any,
+    kms_key_id: str,
+    producer: cipherflow.SigningKey,
+    tmp_path: Path,
+) -> None:
+    """A pull with a KmsKey: the GIL is released for the pull and taken back for each
+    Decrypt call boto3 makes (one per object fetched)."""
+    key = cipherflow.KmsKey(kms_key_id, kms)
+    p = make_producer(pipeline_cli, tmp_path / "pipeline", key.public_key(), producer)
+    p.land("LOAD00000001.csv", LOAD)
+    p.run()
+    report = cipherflow.pull(p.share, key, tmp_path / "out", signer=p.verifying)
+    assert report["rows"] == 3
+    assert report["fetched"] > 1
+    assert (tmp_path / "out" / "orders.csv").read_text() == EXPECTED_1

@@ -1,8 +1,9 @@
 """Open CipherFlow sealed snapshots from Python.
 
-The cryptography runs in Rust (``cipherflow._cipherflow``) with the GIL released; this
-module adds the pure-Python helpers: :func:`open_stream` (a binary file object),
-:func:`read_csv`, and the optional :func:`to_arrow` / :func:`to_pandas`.
+The cryptography, the consumer's :func:`pull` of a share and the ledger checks
+(:func:`verify_ledger`, :func:`verify_bundle`) run in Rust (``cipherflow._cipherflow``)
+with the GIL released; this module adds the pure-Python helpers: :func:`open_stream` (a
+binary file object), :func:`read_csv`, and the optional :func:`to_arrow` / :func:`to_pandas`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 from ._cipherflow import (
     Error,
     FormatError,
+    HashMismatchError,
     IntegrityError,
     InvalidKeyError,
     KmsKey,
+    LedgerError,
     NativeStream,
+    PipelineError,
     PrivateKey,
     PublicKey,
+    RollbackError,
     SignatureError,
     SigningKey,
     UnsupportedError,
@@ -34,7 +39,10 @@ from ._cipherflow import (
     open_bytes,
     open_file,
     open_stream_native,
+    pull,
     seal_bytes,
+    verify_bundle,
+    verify_ledger,
 )
 
 if TYPE_CHECKING:
@@ -53,12 +61,16 @@ Source = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryRead
 __all__ = [
     "Error",
     "FormatError",
+    "HashMismatchError",
     "IntegrityError",
     "InvalidKeyError",
     "KmsKey",
+    "LedgerError",
+    "PipelineError",
     "PlaintextStream",
     "PrivateKey",
     "PublicKey",
+    "RollbackError",
     "SignatureError",
     "SigningKey",
     "UnsupportedError",
@@ -71,10 +83,13 @@ __all__ = [
     "open_bytes",
     "open_file",
     "open_stream",
+    "pull",
     "read_csv",
     "seal_bytes",
     "to_arrow",
     "to_pandas",
+    "verify_bundle",
+    "verify_ledger",
 ]
 
 

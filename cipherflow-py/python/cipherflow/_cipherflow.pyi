@@ -1,5 +1,6 @@
 import os
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, Protocol, TypedDict, final
 
 from typing_extensions import TypeAlias
@@ -20,6 +21,22 @@ class IntegrityError(Error): ...
 class WrongKeyError(Error): ...
 class SignatureError(Error): ...
 class InvalidKeyError(Error): ...
+
+# A pull refused: the share went back to an older generation than the one already pulled,
+# or shows the same generation with another manifest (a fork). Nothing was written.
+class RollbackError(IntegrityError): ...
+
+# A pull refused: a share object does not hash to what the signed manifest names (e.g. an
+# object swapped for another). Nothing was written.
+class HashMismatchError(IntegrityError): ...
+
+# A share's pointer or manifest (or the pull state in OUT/.cipherflow) is malformed, or names
+# another table or generation.
+class PipelineError(Error): ...
+
+# The ledger or a proof bundle is malformed or fails verification; the message names the
+# first bad record and its segment, or the checkpoint.
+class LedgerError(Error): ...
 
 @final
 class PublicKey:
@@ -108,6 +125,36 @@ class EnvelopeInfo(TypedDict):
     signer: SignerInfo | None
     metadata: dict[str, str]
 
+class PullReport(TypedDict):
+    table: str
+    generation: int
+    previous: int | None
+    fetched: int
+    bytes_fetched: int
+    partitions_changed: list[int]
+    rows: int
+    table_csv: str
+    fetched_objects: list[str]
+
+class LedgerReport(TypedDict):
+    origin: str
+    records: int
+    checkpoints: int
+    signed_size: int
+    root_hash: str | None
+    checkpoint_time: str | None
+
+class BundleReport(TypedDict):
+    verified: bool
+    origin: str
+    tree_size: int
+    root_hash: str
+    checkpoint_time: str
+    record: dict[str, Any]
+
+_Bound: TypeAlias = int | datetime | None
+_TrustedKey: TypeAlias = VerifyingKey | tuple[VerifyingKey, _Bound, _Bound]
+
 def generate_key(bits: int = 3072) -> PrivateKey: ...
 def generate_signing_key(algorithm: str = "ecdsa-p256-sha256", bits: int = 3072) -> SigningKey: ...
 def seal_bytes(
@@ -138,3 +185,18 @@ def open_stream_native(
     *,
     signer: VerifyingKey | SigningKey | None = None,
 ) -> NativeStream: ...
+def pull(
+    share: _Path,
+    key: PrivateKey | KmsKey,
+    out: _Path,
+    *,
+    signer: VerifyingKey | SigningKey | None = None,
+    table: str | None = None,
+) -> PullReport: ...
+def verify_ledger(
+    ledger: _Path,
+    trusted_keys: Iterable[_TrustedKey],
+    *,
+    allow_unsigned_tail: bool = False,
+) -> LedgerReport: ...
+def verify_bundle(bundle: str | bytes, trusted_keys: Iterable[_TrustedKey]) -> BundleReport: ...
