@@ -285,7 +285,7 @@ fn checkpoint(args: CheckpointArgs) -> Result<(), Error> {
     let signer = load_signing(&args.sign_key)?;
     let mut ledger = open(&args.ledger)?;
     let time = args.time.unwrap_or_else(|| now().as_secs());
-    let note = block_on(ledger.checkpoint(&signer, time))
+    let note = block_on(ledger.checkpoint(&*signer, time))
         .context(|| format!("signing a checkpoint of {}", args.ledger.display()))?;
     print_json(&json!({
         "size": ledger.len(),

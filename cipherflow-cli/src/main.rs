@@ -4,6 +4,8 @@
 //! of failure it was (see `cipherflow --help`, and [`error`]).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "aws")]
+mod aws;
 mod cli;
 mod error;
 mod ledger;
@@ -17,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cipherflow_core::{
-    Info, KeyId, KeyWrapper, Opener, RsaPrivateKey, RsaPublicKey, Sealer, Signer, SigningKey,
-    VerifyingKey,
+    Info, KeyId, KeyUnwrapper, KeyWrapper, Opener, RsaPrivateKey, RsaPublicKey, Sealer, Signer,
+    SigningKey, VerifyingKey,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -95,8 +97,7 @@ fn seal(args: SealArgs) -> Result<(), Error> {
         .iter()
         .map(|p| load_public(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let recipient_refs: Vec<&dyn KeyWrapper> =
-        recipients.iter().map(|r| r as &dyn KeyWrapper).collect();
+    let recipient_refs: Vec<&dyn KeyWrapper> = recipients.iter().map(|r| &**r).collect();
     let signer = args.sign_key.as_deref().map(load_signing).transpose()?;
 
     let mut sealer = Sealer::new(&recipient_refs);
@@ -110,7 +111,7 @@ fn seal(args: SealArgs) -> Result<(), Error> {
         sealer = sealer.metadata(k, v);
     }
     if let Some(s) = &signer {
-        sealer = sealer.signer(s);
+        sealer = sealer.signer(&**s);
     }
     if let Some(c) = args.chunk_size {
         sealer = sealer.chunk_size(c as usize);
@@ -130,7 +131,7 @@ fn seal(args: SealArgs) -> Result<(), Error> {
 fn open(args: OpenArgs) -> Result<(), Error> {
     let key = load_private(&args.key)?;
     let verifier = args.signer.as_deref().map(load_verifying).transpose()?;
-    let mut opener = Opener::new(&key);
+    let mut opener = Opener::new(&*key);
     if let Some(v) = &verifier {
         opener = opener.require_signer(v);
     }
@@ -138,6 +139,15 @@ fn open(args: OpenArgs) -> Result<(), Error> {
     let mut input = Input::open(args.input.as_deref())?;
     let context = format!("opening {}", input.label);
     match args.output.as_deref().filter(|p| !is_stdio(p)) {
+        // To S3: the whole plaintext is verified in memory before the one put.
+        Some(dst) if s3_url(dst).is_some() => {
+            let mut output = Output::create(Some(dst))?;
+            let mut reader = opener
+                .open_reader(&mut input.reader)
+                .context(|| context.clone())?;
+            reader.copy_to(&mut output).context(|| context.clone())?;
+            output.commit()?;
+        }
         // Plaintext goes to a temporary file beside `dst`, renamed into place only once the
         // last chunk (and the signature) verified.
         Some(dst) => {
@@ -191,14 +201,14 @@ fn rewrap(args: RewrapArgs) -> Result<(), Error> {
         .iter()
         .map(|p| load_public(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let add_refs: Vec<&dyn KeyWrapper> = add.iter().map(|r| r as &dyn KeyWrapper).collect();
+    let add_refs: Vec<&dyn KeyWrapper> = add.iter().map(|r| &**r).collect();
 
     let mut input = Input::open(Some(&args.input))?;
     let mut output = Output::create(Some(&args.output))?;
     let recipients = cipherflow_core::rewrap(
         &mut input.reader,
         &mut output,
-        &key,
+        &*key,
         &add_refs,
         &args.remove,
     )
@@ -280,22 +290,70 @@ fn read_key_bytes(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
         .context(|| format!("reading key {}", path.display()))
 }
 
-fn load_public(path: &Path) -> Result<RsaPublicKey, Error> {
-    RsaPublicKey::from_bytes(&read_key_bytes(path)?)
-        .context(|| format!("reading key {}", path.display()))
+/// A `kms:KEY` argument's key name, if it is one.
+fn kms_name(path: &Path) -> Option<&str> {
+    path.to_str().and_then(|s| s.strip_prefix("kms:"))
 }
 
-fn load_private(path: &Path) -> Result<RsaPrivateKey, Error> {
-    RsaPrivateKey::from_bytes(&read_key_bytes(path)?)
-        .context(|| format!("reading key {}", path.display()))
+/// Whether an argument is an `s3://` URL.
+fn s3_url(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| s.starts_with("s3://"))
 }
 
-fn load_signing(path: &Path) -> Result<SigningKey, Error> {
-    SigningKey::from_bytes(&read_key_bytes(path)?)
-        .context(|| format!("reading key {}", path.display()))
+#[cfg(not(feature = "aws"))]
+fn no_aws(arg: &str) -> Error {
+    Error::Usage(format!(
+        "{arg}: this cipherflow was built without AWS support (cargo build --features aws)"
+    ))
 }
 
+/// A recipient: a public key file, or `kms:KEY` (wrapped locally with the key's public key).
+fn load_public(path: &Path) -> Result<Box<dyn KeyWrapper>, Error> {
+    if let Some(name) = kms_name(path) {
+        #[cfg(feature = "aws")]
+        return aws::recipient(name);
+        #[cfg(not(feature = "aws"))]
+        return Err(no_aws(name));
+    }
+    let key = RsaPublicKey::from_bytes(&read_key_bytes(path)?)
+        .context(|| format!("reading key {}", path.display()))?;
+    Ok(Box::new(key))
+}
+
+/// A private key: a key file, or `kms:KEY` (unwrapped through `kms:Decrypt`).
+fn load_private(path: &Path) -> Result<Box<dyn KeyUnwrapper>, Error> {
+    if let Some(name) = kms_name(path) {
+        #[cfg(feature = "aws")]
+        return aws::unwrapper(name);
+        #[cfg(not(feature = "aws"))]
+        return Err(no_aws(name));
+    }
+    let key = RsaPrivateKey::from_bytes(&read_key_bytes(path)?)
+        .context(|| format!("reading key {}", path.display()))?;
+    Ok(Box::new(key))
+}
+
+/// A signing key: a key file, or `kms:KEY` (signing through `kms:Sign`).
+fn load_signing(path: &Path) -> Result<Box<dyn Signer>, Error> {
+    if let Some(name) = kms_name(path) {
+        #[cfg(feature = "aws")]
+        return aws::signer(name);
+        #[cfg(not(feature = "aws"))]
+        return Err(no_aws(name));
+    }
+    let key = SigningKey::from_bytes(&read_key_bytes(path)?)
+        .context(|| format!("reading key {}", path.display()))?;
+    Ok(Box::new(key))
+}
+
+/// A producer's public key: a key file, or `kms:KEY` (its public key).
 fn load_verifying(path: &Path) -> Result<VerifyingKey, Error> {
+    if let Some(name) = kms_name(path) {
+        #[cfg(feature = "aws")]
+        return aws::verifier(name);
+        #[cfg(not(feature = "aws"))]
+        return Err(no_aws(name));
+    }
     VerifyingKey::from_bytes(&read_key_bytes(path)?)
         .context(|| format!("reading key {}", path.display()))
 }
@@ -380,6 +438,16 @@ impl Input {
             });
         };
         let label = path.display().to_string();
+        if let Some(url) = s3_url(path) {
+            #[cfg(feature = "aws")]
+            return Ok(Input {
+                reader: Box::new(io::Cursor::new(aws::get(url)?)),
+                label,
+                progress: None,
+            });
+            #[cfg(not(feature = "aws"))]
+            return Err(no_aws(url));
+        }
         let file = File::open(path).context(|| format!("reading {label}"))?;
         let len = file
             .metadata()
@@ -434,6 +502,8 @@ enum Output {
         writer: BufWriter<NamedTempFile>,
         dst: PathBuf,
     },
+    /// An `s3://` object: collected, then written with one put by [`Output::commit`].
+    S3 { bytes: Vec<u8>, url: String },
 }
 
 impl Output {
@@ -444,6 +514,15 @@ impl Output {
                 io::stdout().lock(),
             )));
         };
+        if let Some(url) = s3_url(dst) {
+            #[cfg(not(feature = "aws"))]
+            return Err(no_aws(url));
+            #[cfg(feature = "aws")]
+            return Ok(Output::S3 {
+                bytes: Vec::new(),
+                url: url.to_owned(),
+            });
+        }
         if fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
             let file = OpenOptions::new()
                 .write(true)
@@ -477,6 +556,7 @@ impl Output {
         match self {
             Output::Stdout(_) => "stdout".into(),
             Output::Device(_, dst) | Output::File { dst, .. } => dst.display().to_string(),
+            Output::S3 { url, .. } => url.clone(),
         }
     }
 
@@ -497,6 +577,10 @@ impl Output {
                     .map_err(|e| Error::io(context(), e.error))?;
                 Ok(())
             }
+            #[cfg(feature = "aws")]
+            Output::S3 { bytes, url } => aws::put(&url, bytes),
+            #[cfg(not(feature = "aws"))]
+            Output::S3 { url, .. } => Err(no_aws(&url)),
         }
     }
 }
@@ -507,6 +591,7 @@ impl Write for Output {
             Output::Stdout(w) => w.write(buf),
             Output::Device(w, _) => w.write(buf),
             Output::File { writer, .. } => writer.write(buf),
+            Output::S3 { bytes, .. } => bytes.write(buf),
         }
     }
 
@@ -515,6 +600,7 @@ impl Write for Output {
             Output::Stdout(w) => w.write_all(buf),
             Output::Device(w, _) => w.write_all(buf),
             Output::File { writer, .. } => writer.write_all(buf),
+            Output::S3 { bytes, .. } => bytes.write_all(buf),
         }
     }
 
@@ -523,6 +609,7 @@ impl Write for Output {
             Output::Stdout(w) => w.flush(),
             Output::Device(w, _) => w.flush(),
             Output::File { writer, .. } => writer.flush(),
+            Output::S3 { .. } => Ok(()),
         }
     }
 }
