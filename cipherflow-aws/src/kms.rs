@@ -224,6 +224,12 @@ async fn get_public_key(client: &Client, key: &str) -> Result<PublicKeyInfo, Kms
         .map_err(|e| KmsError::from_sdk("GetPublicKey", key, e))?;
     let missing =
         |what: &str| KmsError::unsuitable("GetPublicKey", key, format!("the answer has no {what}"));
+    // `CustomerMasterKeySpec` is the deprecated name of `KeySpec`; some emulators (moto 5)
+    // send only that one.
+    #[allow(deprecated)]
+    let legacy_spec = out
+        .customer_master_key_spec()
+        .map(|cmk| KeySpec::from(cmk.as_str()));
     Ok(PublicKeyInfo {
         arn: out.key_id().ok_or_else(|| missing("KeyId"))?.to_owned(),
         spki: out
@@ -231,13 +237,11 @@ async fn get_public_key(client: &Client, key: &str) -> Result<PublicKeyInfo, Kms
             .ok_or_else(|| missing("PublicKey"))?
             .as_ref()
             .to_vec(),
-        // `CustomerMasterKeySpec` is the deprecated name of the same field; some emulators
-        // (moto 5) send only that one.
-        key_spec: match (out.key_spec(), out.customer_master_key_spec()) {
-            (Some(spec), _) => spec.clone(),
-            (None, Some(cmk)) => KeySpec::from(cmk.as_str()),
-            (None, None) => return Err(missing("KeySpec")),
-        },
+        key_spec: out
+            .key_spec()
+            .cloned()
+            .or(legacy_spec)
+            .ok_or_else(|| missing("KeySpec"))?,
         key_usage: out.key_usage().ok_or_else(|| missing("KeyUsage"))?.clone(),
         encryption_algorithms: out.encryption_algorithms().to_vec(),
         signing_algorithms: out.signing_algorithms().to_vec(),
