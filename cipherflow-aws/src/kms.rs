@@ -17,9 +17,15 @@
 //! resolve the name once through `GetPublicKey` and use the key ARN from then on, so that an
 //! alias moved to another key mid-run cannot make a stanza's key id lie.
 //!
-//! The core traits are synchronous; see [`crate::runtime`] for how their methods call the async
-//! SDK safely from plain threads and from inside a tokio runtime. Each type also has async
-//! methods (`wrap_async`, ...) for async callers.
+//! # Sync and async
+//!
+//! The core traits are synchronous, the SDK async. Every KMS request runs on one dedicated,
+//! process-wide tokio runtime (2 worker threads, started on first use), and a synchronous
+//! call (`wrap`, `unwrap`, `sign`) waits on a plain channel for its answer. So the trait
+//! methods are safe on a plain thread and on any tokio runtime, multi- or current-thread: no
+//! `block_on` on a runtime worker, no deadlock. They do block the calling thread for one
+//! round trip; async code should prefer the `*_async` methods (`wrap_async`,
+//! `unwrap_async`, `sign_async`), which run the request on the same runtime and await it.
 
 use std::fmt;
 
@@ -444,7 +450,8 @@ impl KeyWrapper for KmsEncrypt {
         self.wrapped_len
     }
 
-    /// Blocks the calling thread for one `kms:Encrypt` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Encrypt` round trip (see "Sync and async" in the
+    /// module documentation).
     fn wrap(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(runtime::block_on(self.encrypt_future(plaintext))?)
     }
@@ -552,7 +559,8 @@ impl KeyUnwrapper for KmsDecrypt {
         self.id
     }
 
-    /// Blocks the calling thread for one `kms:Decrypt` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Decrypt` round trip (see "Sync and async" in the
+    /// module documentation).
     fn unwrap(
         &self,
         algorithm: WrapAlgorithm,
@@ -721,7 +729,8 @@ impl Signer for KmsSigner {
         self.verifying.signature_len()
     }
 
-    /// Blocks the calling thread for one `kms:Sign` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Sign` round trip (see "Sync and async" in the
+    /// module documentation).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         runtime::block_on(self.sign_future(message))
     }
