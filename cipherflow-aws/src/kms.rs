@@ -17,9 +17,15 @@
 //! resolve the name once through `GetPublicKey` and use the key ARN from then on, so that an
 //! alias moved to another key mid-run cannot make a stanza's key id lie.
 //!
-//! The core traits are synchronous; see [`crate::runtime`] for how their methods call the async
-//! SDK safely from plain threads and from inside a tokio runtime. Each type also has async
-//! methods (`wrap_async`, ...) for async callers.
+//! # Sync and async
+//!
+//! The core traits are synchronous, the SDK async. Every KMS request runs on one dedicated,
+//! process-wide tokio runtime (2 worker threads, started on first use), and a synchronous
+//! call (`wrap`, `unwrap`, `sign`) waits on a plain channel for its answer. So the trait
+//! methods are safe on a plain thread and on any tokio runtime, multi- or current-thread: no
+//! `block_on` on a runtime worker, no deadlock. They do block the calling thread for one
+//! round trip; async code should prefer the `*_async` methods (`wrap_async`,
+//! `unwrap_async`, `sign_async`), which run the request on the same runtime and await it.
 
 use std::fmt;
 
@@ -224,6 +230,12 @@ async fn get_public_key(client: &Client, key: &str) -> Result<PublicKeyInfo, Kms
         .map_err(|e| KmsError::from_sdk("GetPublicKey", key, e))?;
     let missing =
         |what: &str| KmsError::unsuitable("GetPublicKey", key, format!("the answer has no {what}"));
+    // `CustomerMasterKeySpec` is the deprecated name of `KeySpec`; some emulators (moto 5)
+    // send only that one.
+    #[allow(deprecated)]
+    let legacy_spec = out
+        .customer_master_key_spec()
+        .map(|cmk| KeySpec::from(cmk.as_str()));
     Ok(PublicKeyInfo {
         arn: out.key_id().ok_or_else(|| missing("KeyId"))?.to_owned(),
         spki: out
@@ -231,13 +243,11 @@ async fn get_public_key(client: &Client, key: &str) -> Result<PublicKeyInfo, Kms
             .ok_or_else(|| missing("PublicKey"))?
             .as_ref()
             .to_vec(),
-        // `CustomerMasterKeySpec` is the deprecated name of the same field; some emulators
-        // (moto 5) send only that one.
-        key_spec: match (out.key_spec(), out.customer_master_key_spec()) {
-            (Some(spec), _) => spec.clone(),
-            (None, Some(cmk)) => KeySpec::from(cmk.as_str()),
-            (None, None) => return Err(missing("KeySpec")),
-        },
+        key_spec: out
+            .key_spec()
+            .cloned()
+            .or(legacy_spec)
+            .ok_or_else(|| missing("KeySpec"))?,
         key_usage: out.key_usage().ok_or_else(|| missing("KeyUsage"))?.clone(),
         encryption_algorithms: out.encryption_algorithms().to_vec(),
         signing_algorithms: out.signing_algorithms().to_vec(),
@@ -440,7 +450,8 @@ impl KeyWrapper for KmsEncrypt {
         self.wrapped_len
     }
 
-    /// Blocks the calling thread for one `kms:Encrypt` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Encrypt` round trip (see "Sync and async" in the
+    /// module documentation).
     fn wrap(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         Ok(runtime::block_on(self.encrypt_future(plaintext))?)
     }
@@ -548,7 +559,8 @@ impl KeyUnwrapper for KmsDecrypt {
         self.id
     }
 
-    /// Blocks the calling thread for one `kms:Decrypt` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Decrypt` round trip (see "Sync and async" in the
+    /// module documentation).
     fn unwrap(
         &self,
         algorithm: WrapAlgorithm,
@@ -717,7 +729,8 @@ impl Signer for KmsSigner {
         self.verifying.signature_len()
     }
 
-    /// Blocks the calling thread for one `kms:Sign` round trip (see [`crate::runtime`]).
+    /// Blocks the calling thread for one `kms:Sign` round trip (see "Sync and async" in the
+    /// module documentation).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         runtime::block_on(self.sign_future(message))
     }
