@@ -62,3 +62,11 @@ AWS_REGION=us-east-1 \
 AWS_DEFAULT_REGION=us-east-1 \
 AWS_EC2_METADATA_DISABLED=true \
     cargo test -p cipherflow-aws --features kms,s3,moto-tests --locked "$@"
+# The command line with kms: keys and s3:// objects, against the same server.
+CIPHERFLOW_MOTO_ENDPOINT="$endpoint" \
+AWS_ACCESS_KEY_ID=testing \
+AWS_SECRET_ACCESS_KEY=testing \
+AWS_REGION=us-east-1 \
+AWS_DEFAULT_REGION=us-east-1 \
+AWS_EC2_METADATA_DISABLED=true \
+    cargo test -p cipherflow-cli --features aws --test aws --locked "$@"

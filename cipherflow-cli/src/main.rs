@@ -503,7 +503,10 @@ enum Output {
         dst: PathBuf,
     },
     /// An `s3://` object: collected, then written with one put by [`Output::commit`].
-    S3 { bytes: Vec<u8>, url: String },
+    S3 {
+        bytes: Vec<u8>,
+        url: String,
+    },
 }
 
 impl Output {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig};
 use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
-use cipherflow_core::{Error as CoreError, Verifier, VerifyingKey};
+use cipherflow_core::{Error as CoreError, KeyUnwrapper, Verifier};
 use serde::Serialize;
 
 use crate::cli::{GcArgs, PullArgs, RunArgs};
 use crate::error::{Context, Error};
-use crate::print_json;
+use crate::{load_private, load_verifying, print_json};
 
 #[derive(Serialize)]
 struct RunJson<'a> {
@@ -30,7 +30,7 @@ struct RunJson<'a> {
 
 pub fn run(args: RunArgs) -> Result<(), Error> {
     let pipeline = load(&args.config)?;
-    let report = block_on(pipeline.run_once()).context(|| "pipeline step failed")?;
+    let report = drive(pipeline.run_once())?.context(|| "pipeline step failed")?;
     print_json(&RunJson {
         table: &pipeline.table.name,
         generation: report.generation,
@@ -59,19 +59,10 @@ struct PullJson<'a> {
 }
 
 pub fn pull(args: PullArgs) -> Result<(), Error> {
-    let share: Arc<dyn ObjectStore> = Arc::new(
-        LocalStore::new(&args.share)
-            .map_err(CoreError::from)
-            .context(|| format!("opening share {}", args.share.display()))?,
-    );
-    let key = cipherflow_core::pipeline::load_private_key(&args.key).context(|| "loading --key")?;
+    let share = open_store(&args.share.to_string_lossy())?;
+    let key: Arc<dyn KeyUnwrapper> = Arc::from(load_private(&args.key)?);
     let signer = match &args.signer {
-        Some(path) => {
-            let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
-            let key = VerifyingKey::from_bytes(&bytes)
-                .context(|| format!("loading --signer {}", path.display()))?;
-            Some(Arc::new(key) as Arc<dyn Verifier>)
-        }
+        Some(path) => Some(Arc::new(load_verifying(path)?) as Arc<dyn Verifier>),
         None => None,
     };
     let table = match &args.table {
@@ -80,10 +71,10 @@ pub fn pull(args: PullArgs) -> Result<(), Error> {
     };
     let consumer = Consumer {
         share: Location::new(share, ""),
-        key: Arc::new(key),
+        key,
         signer,
     };
-    let report = block_on(consumer.pull(&table, &args.out))
+    let report = drive(consumer.pull(&table, &args.out))?
         .context(|| format!("pulling {table} from {}", args.share.display()))?;
     print_json(&PullJson {
         table: &table,
@@ -99,7 +90,7 @@ pub fn pull(args: PullArgs) -> Result<(), Error> {
 
 /// The one table a share publishes (`TABLE/_latest`); a usage error if there are none or several.
 fn only_table(share: &dyn ObjectStore) -> Result<String, Error> {
-    let listing = block_on(share.list(""))
+    let listing = drive(share.list(""))?
         .map_err(CoreError::from)
         .context(|| "listing the share")?;
     let tables: Vec<&str> = listing
@@ -128,7 +119,7 @@ struct GcJson<'a> {
 pub fn gc(args: GcArgs) -> Result<(), Error> {
     let pipeline = load(&args.config)?;
     let report =
-        block_on(pipeline.gc(args.keep, args.dry_run)).context(|| "garbage collection failed")?;
+        drive(pipeline.gc(args.keep, args.dry_run))?.context(|| "garbage collection failed")?;
     print_json(&GcJson {
         dry_run: args.dry_run,
         kept_generations: &report.kept_generations,
@@ -139,7 +130,39 @@ pub fn gc(args: GcArgs) -> Result<(), Error> {
 
 fn load(path: &Path) -> Result<cipherflow_core::pipeline::Pipeline, Error> {
     let config = PipelineConfig::load(path).context(|| "loading the pipeline configuration")?;
+    let resolve = |name: &str| -> Result<Option<Arc<dyn ObjectStore>>, CoreError> {
+        if !name.starts_with("s3://") {
+            return Ok(None);
+        }
+        open_store(name)
+            .map(Some)
+            .map_err(|e| CoreError::misuse(e.to_string()))
+    };
     config
-        .pipeline(path, None)
+        .pipeline(path, Some(&resolve))
         .context(|| format!("setting up the pipeline of {}", path.display()))
+}
+
+/// A store argument: a local folder, or `s3://bucket/prefix` (with the `aws` feature).
+fn open_store(name: &str) -> Result<Arc<dyn ObjectStore>, Error> {
+    if name.starts_with("s3://") {
+        #[cfg(feature = "aws")]
+        return crate::aws::store(name);
+        #[cfg(not(feature = "aws"))]
+        return Err(Error::Usage(format!(
+            "{name}: this cipherflow was built without AWS support (cargo build --features aws)"
+        )));
+    }
+    let store = LocalStore::new(name)
+        .map_err(CoreError::from)
+        .context(|| format!("opening {name}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Drives a store future: on the AWS runtime when S3 may be involved, else on this thread.
+fn drive<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
+    #[cfg(feature = "aws")]
+    return crate::aws::block_on(future);
+    #[cfg(not(feature = "aws"))]
+    return Ok(block_on(future));
 }
