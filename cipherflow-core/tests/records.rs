@@ -6,14 +6,18 @@ use std::path::Path;
 use cipherflow_core::cdc::{Cell, KeyType, KeyValue};
 use cipherflow_core::merge::{MergeState, decode_run, encode_run};
 use cipherflow_core::records::{
-    ColumnType, Extra, Format, Reason, ReadOptions, RecordSchema, Records, RecordsError, Value,
+    ColumnType, Extra, Format, ReadOptions, Reason, RecordSchema, Records, RecordsError, Value,
     read_records, read_records_from, to_changes, version_seq, write_rejects,
 };
 use proptest::prelude::*;
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/records").join(name))
-        .expect("fixture")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/records")
+            .join(name),
+    )
+    .expect("fixture")
 }
 
 fn readings() -> RecordSchema {
@@ -62,7 +66,13 @@ fn rules() -> RecordSchema {
 }
 
 fn read(input: &str, format: Format, schema: &RecordSchema) -> Result<Records, RecordsError> {
-    read_records("in", input.as_bytes(), format, schema, &ReadOptions::default())
+    read_records(
+        "in",
+        input.as_bytes(),
+        format,
+        schema,
+        &ReadOptions::default(),
+    )
 }
 
 fn messages(err: &RecordsError) -> Vec<String> {
@@ -101,12 +111,21 @@ fn the_issue_schema_loads_in_declaration_order() {
     assert!(schema.columns()[2].nullable() && !schema.columns()[0].nullable());
     let table = schema.table_schema();
     assert_eq!(table.columns(), ["device_id", "timestamp", "value"]);
-    assert_eq!(table.key(), &[(0, KeyType::String), (1, KeyType::Timestamp)]);
+    assert_eq!(
+        table.key(),
+        &[(0, KeyType::String), (1, KeyType::Timestamp)]
+    );
     // Declaration order, not alphabetical.
-    let names: Vec<_> = rules().columns().iter().map(|c| c.name().to_owned()).collect();
+    let names: Vec<_> = rules()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
     assert_eq!(
         names,
-        ["id", "name", "status", "amount", "at", "active", "note", "qty"]
+        [
+            "id", "name", "status", "amount", "at", "active", "note", "qty"
+        ]
     );
 }
 
@@ -115,16 +134,46 @@ fn bad_schemas_are_refused_with_a_reason() {
     let base = "name = \"t\"\nkey = [\"k\"]\n[columns.k]\ntype = \"string\"\n";
     let cases: &[(&str, &str)] = &[
         ("[columns.x]\ntype = \"float\"", "unknown type \"float\""),
-        ("[columns.x]\ntype = \"int64\"\npattern = \"a\"", "pattern does not apply to a int64"),
-        ("[columns.x]\ntype = \"string\"\npattern = \"(\"", "is not a valid regex"),
-        ("[columns.x]\ntype = \"decimal\"\nmax = 1e3", "write it as a quoted decimal"),
-        ("[columns.x]\ntype = \"decimal\"\nmax = nan", "write it as a quoted decimal"),
-        ("[columns.x]\ntype = \"int64\"\nmin = 0.5", "does not fit a int64 column"),
-        ("[columns.x]\ntype = \"timestamp\"\nmin = \"2020-01-01\"", "not an RFC 3339"),
-        ("[columns.x]\ntype = \"bool\"\nmax_length = 3", "max_length does not apply"),
-        ("[columns.x]\ntype = \"decimal\"\nvalues = [1]", "values does not apply"),
-        ("[columns.x]\ntype = \"string\"\nvalues = [1]", "is not a string"),
-        ("[columns.x]\ntype = \"string\"\nunique = true", "unknown field `unique`"),
+        (
+            "[columns.x]\ntype = \"int64\"\npattern = \"a\"",
+            "pattern does not apply to a int64",
+        ),
+        (
+            "[columns.x]\ntype = \"string\"\npattern = \"(\"",
+            "is not a valid regex",
+        ),
+        (
+            "[columns.x]\ntype = \"decimal\"\nmax = 1e3",
+            "write it as a quoted decimal",
+        ),
+        (
+            "[columns.x]\ntype = \"decimal\"\nmax = nan",
+            "write it as a quoted decimal",
+        ),
+        (
+            "[columns.x]\ntype = \"int64\"\nmin = 0.5",
+            "does not fit a int64 column",
+        ),
+        (
+            "[columns.x]\ntype = \"timestamp\"\nmin = \"2020-01-01\"",
+            "not an RFC 3339",
+        ),
+        (
+            "[columns.x]\ntype = \"bool\"\nmax_length = 3",
+            "max_length does not apply",
+        ),
+        (
+            "[columns.x]\ntype = \"decimal\"\nvalues = [1]",
+            "values does not apply",
+        ),
+        (
+            "[columns.x]\ntype = \"string\"\nvalues = [1]",
+            "is not a string",
+        ),
+        (
+            "[columns.x]\ntype = \"string\"\nunique = true",
+            "unknown field `unique`",
+        ),
         ("extra = \"drop\"", "expected \"error\" or \"ignore\""),
     ];
     for (tail, expected) in cases {
@@ -138,14 +187,38 @@ fn bad_schemas_are_refused_with_a_reason() {
         assert!(err.contains(expected), "{tail}: {err}");
     }
     let whole: &[(&str, &str)] = &[
-        ("name = \"t\"\nkey = []\n[columns.k]\ntype = \"string\"", "key is empty"),
-        ("name = \"t\"\nkey = [\"x\"]\n[columns.k]\ntype = \"string\"", "key column \"x\" is not a column"),
-        ("name = \"t\"\nkey = [\"k\"]\n[columns.k]\ntype = \"string\"\nnullable = true", "cannot be nullable"),
-        ("name = \"t\"\nkey = [\"k\"]\n[columns.k]\ntype = \"bool\"", "cannot be a bool"),
-        ("name = \"t\"\nkey = [\"k\"]\nversion = \"k\"\n[columns.k]\ntype = \"string\"", "must be an int64 or a timestamp"),
-        ("name = \"t\"\nkey = [\"k\"]\nversion = \"v\"\n[columns.k]\ntype = \"string\"", "version \"v\" is not a column"),
-        ("name = \"t\"\nkey = [\"k\"]\nversion = \"v\"\n[columns.k]\ntype = \"string\"\n[columns.v]\ntype = \"int64\"\nnullable = true", "version column \"v\" cannot be nullable"),
-        ("name = \"t\"\nkey = [\"k\"]\ncolour = 1\n[columns.k]\ntype = \"string\"", "unknown field `colour`"),
+        (
+            "name = \"t\"\nkey = []\n[columns.k]\ntype = \"string\"",
+            "key is empty",
+        ),
+        (
+            "name = \"t\"\nkey = [\"x\"]\n[columns.k]\ntype = \"string\"",
+            "key column \"x\" is not a column",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\n[columns.k]\ntype = \"string\"\nnullable = true",
+            "cannot be nullable",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\n[columns.k]\ntype = \"bool\"",
+            "cannot be a bool",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\nversion = \"k\"\n[columns.k]\ntype = \"string\"",
+            "must be an int64 or a timestamp",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\nversion = \"v\"\n[columns.k]\ntype = \"string\"",
+            "version \"v\" is not a column",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\nversion = \"v\"\n[columns.k]\ntype = \"string\"\n[columns.v]\ntype = \"int64\"\nnullable = true",
+            "version column \"v\" cannot be nullable",
+        ),
+        (
+            "name = \"t\"\nkey = [\"k\"]\ncolour = 1\n[columns.k]\ntype = \"string\"",
+            "unknown field `colour`",
+        ),
     ];
     for (text, expected) in whole {
         let err = RecordSchema::from_toml(text).expect_err(text);
@@ -174,32 +247,110 @@ fn the_good_record_is_typed() {
 fn every_reason_has_its_message() {
     let schema = rules();
     let cases: Vec<(String, &str)> = vec![
-        (with("id", Some("\"7\"")), r#"in, record 1 (line 1), field "id": expected a int64, found a string"#),
-        (with("id", Some("7.5")), r#"in, record 1 (line 1), field "id": 7.5 is not a 64-bit integer"#),
-        (with("id", Some("9223372036854775808")), r#"in, record 1 (line 1), field "id": 9223372036854775808 is not a 64-bit integer"#),
-        (with("id", Some("0")), r#"in, record 1 (line 1), field "id": 0 is less than the minimum 1"#),
-        (with("id", Some("1001")), r#"in, record 1 (line 1), field "id": 1001 is greater than the maximum 1000"#),
-        (with("name", Some("\"Ada\"")), r#"in, record 1 (line 1), field "name": "Ada" does not match the pattern "^[a-zé]+$""#),
-        (with("name", Some("\"abcdéf\"")), r#"in, record 1 (line 1), field "name": 6 characters, more than max_length 5"#),
-        (with("name", Some("42")), r#"in, record 1 (line 1), field "name": expected a string, found a number"#),
-        (with("status", Some("\"old\"")), r#"in, record 1 (line 1), field "status": "old" is not one of the allowed values ("new", "done")"#),
-        (with("qty", Some("4")), r#"in, record 1 (line 1), field "qty": 4 is not one of the allowed values (1, 2, 3)"#),
-        (with("amount", Some("0.001")), r#"in, record 1 (line 1), field "amount": 0.001 is less than the minimum 0.01"#),
-        (with("amount", Some("1000.50000000000000000001")), r#"in, record 1 (line 1), field "amount": 1000.50000000000000000001 is greater than the maximum 1000.5"#),
-        (with("amount", Some("1e3")), r#"in, record 1 (line 1), field "amount": 1e3 is not a decimal number (digits, optional sign and point, no exponent)"#),
-        (with("amount", Some("\"12,5\"")), r#"in, record 1 (line 1), field "amount": "12,5" is not a decimal number (digits, optional sign and point, no exponent)"#),
-        (with("amount", Some("[1]")), r#"in, record 1 (line 1), field "amount": expected a decimal, found an array"#),
-        (with("at", Some("\"2026-02-01 10:00:00\"")), r#"in, record 1 (line 1), field "at": "2026-02-01 10:00:00" is not an RFC 3339 timestamp with offset (like 2026-02-01T10:00:00Z)"#),
-        (with("at", Some("\"2019-12-31T23:59:59Z\"")), r#"in, record 1 (line 1), field "at": 2019-12-31T23:59:59Z is less than the minimum 2020-01-01T00:00:00Z"#),
-        (with("at", Some("1700000000")), r#"in, record 1 (line 1), field "at": expected a timestamp, found a number"#),
-        (with("active", Some("\"true\"")), r#"in, record 1 (line 1), field "active": expected a bool, found a string"#),
-        (with("active", Some("1")), r#"in, record 1 (line 1), field "active": expected a bool, found a number"#),
-        (with("active", None), r#"in, record 1 (line 1), field "active": required field is missing"#),
-        (with("status", Some("null")), r#"in, record 1 (line 1), field "status": null, but the column is not nullable"#),
-        (with("colour", Some("\"red\"")), r#"in, record 1 (line 1), field "colour": unknown field (the schema has extra = "error")"#),
-        (format!("{}, \"id\": 8}}", GOOD.trim_end_matches('}')), r#"in, record 1 (line 1), field "id": appears twice"#),
-        ("[1, 2]".into(), r#"in, record 1 (line 1): a record must be a JSON object, found an array"#),
-        ("{\"id\": 7,".into(), r#"in, record 1 (line 1): malformed input: EOF while parsing a value at line 1 column 9"#),
+        (
+            with("id", Some("\"7\"")),
+            r#"in, record 1 (line 1), field "id": expected a int64, found a string"#,
+        ),
+        (
+            with("id", Some("7.5")),
+            r#"in, record 1 (line 1), field "id": 7.5 is not a 64-bit integer"#,
+        ),
+        (
+            with("id", Some("9223372036854775808")),
+            r#"in, record 1 (line 1), field "id": 9223372036854775808 is not a 64-bit integer"#,
+        ),
+        (
+            with("id", Some("0")),
+            r#"in, record 1 (line 1), field "id": 0 is less than the minimum 1"#,
+        ),
+        (
+            with("id", Some("1001")),
+            r#"in, record 1 (line 1), field "id": 1001 is greater than the maximum 1000"#,
+        ),
+        (
+            with("name", Some("\"Ada\"")),
+            r#"in, record 1 (line 1), field "name": "Ada" does not match the pattern "^[a-zé]+$""#,
+        ),
+        (
+            with("name", Some("\"abcdéf\"")),
+            r#"in, record 1 (line 1), field "name": 6 characters, more than max_length 5"#,
+        ),
+        (
+            with("name", Some("42")),
+            r#"in, record 1 (line 1), field "name": expected a string, found a number"#,
+        ),
+        (
+            with("status", Some("\"old\"")),
+            r#"in, record 1 (line 1), field "status": "old" is not one of the allowed values ("new", "done")"#,
+        ),
+        (
+            with("qty", Some("4")),
+            r#"in, record 1 (line 1), field "qty": 4 is not one of the allowed values (1, 2, 3)"#,
+        ),
+        (
+            with("amount", Some("0.001")),
+            r#"in, record 1 (line 1), field "amount": 0.001 is less than the minimum 0.01"#,
+        ),
+        (
+            with("amount", Some("1000.50000000000000000001")),
+            r#"in, record 1 (line 1), field "amount": 1000.50000000000000000001 is greater than the maximum 1000.5"#,
+        ),
+        (
+            with("amount", Some("1e3")),
+            r#"in, record 1 (line 1), field "amount": 1e3 is not a decimal number (digits, optional sign and point, no exponent)"#,
+        ),
+        (
+            with("amount", Some("\"12,5\"")),
+            r#"in, record 1 (line 1), field "amount": "12,5" is not a decimal number (digits, optional sign and point, no exponent)"#,
+        ),
+        (
+            with("amount", Some("[1]")),
+            r#"in, record 1 (line 1), field "amount": expected a decimal, found an array"#,
+        ),
+        (
+            with("at", Some("\"2026-02-01 10:00:00\"")),
+            r#"in, record 1 (line 1), field "at": "2026-02-01 10:00:00" is not an RFC 3339 timestamp with offset (like 2026-02-01T10:00:00Z)"#,
+        ),
+        (
+            with("at", Some("\"2019-12-31T23:59:59Z\"")),
+            r#"in, record 1 (line 1), field "at": 2019-12-31T23:59:59Z is less than the minimum 2020-01-01T00:00:00Z"#,
+        ),
+        (
+            with("at", Some("1700000000")),
+            r#"in, record 1 (line 1), field "at": expected a timestamp, found a number"#,
+        ),
+        (
+            with("active", Some("\"true\"")),
+            r#"in, record 1 (line 1), field "active": expected a bool, found a string"#,
+        ),
+        (
+            with("active", Some("1")),
+            r#"in, record 1 (line 1), field "active": expected a bool, found a number"#,
+        ),
+        (
+            with("active", None),
+            r#"in, record 1 (line 1), field "active": required field is missing"#,
+        ),
+        (
+            with("status", Some("null")),
+            r#"in, record 1 (line 1), field "status": null, but the column is not nullable"#,
+        ),
+        (
+            with("colour", Some("\"red\"")),
+            r#"in, record 1 (line 1), field "colour": unknown field (the schema has extra = "error")"#,
+        ),
+        (
+            format!("{}, \"id\": 8}}", GOOD.trim_end_matches('}')),
+            r#"in, record 1 (line 1), field "id": appears twice"#,
+        ),
+        (
+            "[1, 2]".into(),
+            r#"in, record 1 (line 1): a record must be a JSON object, found an array"#,
+        ),
+        (
+            "{\"id\": 7,".into(),
+            r#"in, record 1 (line 1): malformed input: EOF while parsing a value at line 1 column 9"#,
+        ),
     ];
     for (line, expected) in &cases {
         let err = read(line, Format::JsonLines, &schema).expect_err(line);
@@ -220,7 +371,10 @@ fn csv_reasons_and_bool_forms() {
     )
     .expect("valid");
     let active: Vec<_> = ok.records.iter().map(|r| r.values[5].clone()).collect();
-    assert_eq!(active, [Value::Bool(true), Value::Bool(false), Value::Bool(true)]);
+    assert_eq!(
+        active,
+        [Value::Bool(true), Value::Bool(false), Value::Bool(true)]
+    );
     let err = read(
         &format!(
             "{header}1,a,new,1,2026-02-01T10:00:00Z,yes,,\n2,,new,x,2026-02-01T10:00:00Z,true,,\n3,a,new,1\n+4,a,new,+.5,2026-02-01T10:00:00Z,true,,\n"
@@ -257,7 +411,10 @@ fn csv_reasons_and_bool_forms() {
     let bytes = b"id,name,status,amount,at,active\n1,\xff,new,1,2026-02-01T10:00:00Z,true\n";
     let err = read_records("in", bytes, Format::Csv, &schema, &ReadOptions::default())
         .expect_err("utf-8");
-    assert_eq!(messages(&err), [r#"in, record 1 (line 2), field "name": not valid UTF-8"#]);
+    assert_eq!(
+        messages(&err),
+        [r#"in, record 1 (line 2), field "name": not valid UTF-8"#]
+    );
 }
 
 #[test]
@@ -293,9 +450,15 @@ fn every_error_of_a_file_is_returned() {
             r#"in, record 4 (line 4), field "status": required field is missing"#,
         ]
     );
-    assert!(err.to_string().starts_with("in: refused, 4 error(s); first: in, record 1"));
+    assert!(
+        err.to_string()
+            .starts_with("in: refused, 4 error(s); first: in, record 1")
+    );
     let core: cipherflow_core::Error = err.into();
-    assert!(matches!(core, cipherflow_core::Error::Records(RecordsError::Invalid { .. })));
+    assert!(matches!(
+        core,
+        cipherflow_core::Error::Records(RecordsError::Invalid { .. })
+    ));
     // A JSON array's syntax error is reported with the errors of the records before it.
     let array = format!("[\n{},\n{}\n{}]", with("id", Some("0")), GOOD, GOOD);
     let err = read(&array, Format::Json, &schema).expect_err("syntax");
@@ -312,9 +475,12 @@ fn every_error_of_a_file_is_returned() {
 fn duplicate_keys_within_a_file_are_refused() {
     let schema = readings();
     let file = concat!(
-        r#"{"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z"}"#, "\n",
-        r#"{"device_id": "device-002", "timestamp": "2026-02-01T10:00:00Z"}"#, "\n",
-        r#"{"device_id": "device-001", "timestamp": "2026-02-01T11:00:00.000+01:00"}"#, "\n",
+        r#"{"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z"}"#,
+        "\n",
+        r#"{"device_id": "device-002", "timestamp": "2026-02-01T10:00:00Z"}"#,
+        "\n",
+        r#"{"device_id": "device-001", "timestamp": "2026-02-01T11:00:00.000+01:00"}"#,
+        "\n",
     );
     let err = read(file, Format::JsonLines, &schema).expect_err("duplicate");
     assert_eq!(
@@ -339,10 +505,22 @@ fn duplicate_keys_within_a_file_are_refused() {
 fn the_three_readers_give_the_same_records() {
     let schema = readings();
     let opts = ReadOptions::default();
-    let json = read_records("r.json", &data("readings.json"), Format::Json, &schema, &opts).unwrap();
-    let lines =
-        read_records("r.jsonl", &data("readings.jsonl"), Format::JsonLines, &schema, &opts)
-            .unwrap();
+    let json = read_records(
+        "r.json",
+        &data("readings.json"),
+        Format::Json,
+        &schema,
+        &opts,
+    )
+    .unwrap();
+    let lines = read_records(
+        "r.jsonl",
+        &data("readings.jsonl"),
+        Format::JsonLines,
+        &schema,
+        &opts,
+    )
+    .unwrap();
     let csv = read_records("r.csv", &data("readings.csv"), Format::Csv, &schema, &opts).unwrap();
     let typed = |r: &Records| {
         r.records
@@ -357,13 +535,17 @@ fn the_three_readers_give_the_same_records() {
     assert_eq!(line_numbers(&json), [2, 7, 8, 9, 10]);
     assert_eq!(line_numbers(&lines), [1, 2, 4, 5, 6]);
     assert_eq!(line_numbers(&csv), [2, 3, 4, 5, 6]);
-    assert_eq!(Format::from_name("up/2026/r.JSONL"), Some(Format::JsonLines));
+    assert_eq!(
+        Format::from_name("up/2026/r.JSONL"),
+        Some(Format::JsonLines)
+    );
     assert_eq!(Format::from_name("r.ndjson"), Some(Format::JsonLines));
     assert_eq!(Format::from_name("r.csv"), Some(Format::Csv));
     assert_eq!(Format::from_name("r.json"), Some(Format::Json));
     assert_eq!(Format::from_name("r.txt"), None);
     // A single object is one record (an HTTP POST body), a byte-order mark is skipped.
-    let one = "\u{feff}\n {\"device_id\": \"device-009\", \"timestamp\": \"2026-02-01T10:00:00Z\"}\n";
+    let one =
+        "\u{feff}\n {\"device_id\": \"device-009\", \"timestamp\": \"2026-02-01T10:00:00Z\"}\n";
     let got = read(one, Format::Json, &schema).unwrap();
     assert_eq!((got.records[0].index, got.records[0].line), (1, 2));
 }
@@ -371,8 +553,14 @@ fn the_three_readers_give_the_same_records() {
 #[test]
 fn numbers_are_kept_exactly() {
     let schema = readings();
-    let json = read_records("r.json", &data("readings.json"), Format::Json, &schema, &ReadOptions::default())
-        .unwrap();
+    let json = read_records(
+        "r.json",
+        &data("readings.json"),
+        Format::Json,
+        &schema,
+        &ReadOptions::default(),
+    )
+    .unwrap();
     let values: Vec<_> = json.records.iter().map(|r| r.values[2].clone()).collect();
     assert_eq!(
         values,
@@ -391,7 +579,8 @@ fn numbers_are_kept_exactly() {
     .unwrap();
     let got = read(big, Format::JsonLines, &schema).unwrap();
     assert_eq!(got.records[0].values[0], Value::Int64(i64::MAX));
-    let exact = "{\"id\": -1, \"d\": 123456789012345678901234567890.123456789012345678901234567890}";
+    let exact =
+        "{\"id\": -1, \"d\": 123456789012345678901234567890.123456789012345678901234567890}";
     let got = read(exact, Format::JsonLines, &schema).unwrap();
     assert_eq!(
         got.records[0].values[1].cell_text(),
@@ -417,11 +606,29 @@ fn reject_mode_keeps_the_bad_records_verbatim() {
     let bad3 = "not json at all";
     let good = r#"{"device_id": "device-003", "timestamp": "2026-02-01T10:00:00Z", "value": 3}"#;
     let jsonl = format!("{good}\n{bad1}\r\n{bad2}\n{bad3}\n{good}x\n");
-    let got = read_records("r.jsonl", jsonl.as_bytes(), Format::JsonLines, &schema, &options)
-        .unwrap();
+    let got = read_records(
+        "r.jsonl",
+        jsonl.as_bytes(),
+        Format::JsonLines,
+        &schema,
+        &options,
+    )
+    .unwrap();
     assert_eq!(got.records.len(), 1);
-    let raws: Vec<_> = got.rejects.iter().map(|r| String::from_utf8_lossy(&r.raw)).collect();
-    assert_eq!(raws, [bad1.to_owned(), bad2.into(), bad3.into(), format!("{good}x")]);
+    let raws: Vec<_> = got
+        .rejects
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw))
+        .collect();
+    assert_eq!(
+        raws,
+        [
+            bad1.to_owned(),
+            bad2.into(),
+            bad3.into(),
+            format!("{good}x")
+        ]
+    );
     assert_eq!(got.rejects[1].errors.len(), 2);
     assert_eq!(
         got.rejects[1].errors[1].to_string(),
@@ -430,14 +637,28 @@ fn reject_mode_keeps_the_bad_records_verbatim() {
     // Same in a JSON array: each bad element's text, exactly.
     let array = format!("[{good},\n  {bad1} , {bad2}]");
     let got = read_records("r.json", array.as_bytes(), Format::Json, &schema, &options).unwrap();
-    let raws: Vec<_> = got.rejects.iter().map(|r| String::from_utf8_lossy(&r.raw)).collect();
+    let raws: Vec<_> = got
+        .rejects
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw))
+        .collect();
     assert_eq!(raws, [bad1, bad2]);
     assert_eq!((got.rejects[0].line, got.rejects[1].line), (2, 2));
     // And in CSV: the record's line as written, quotes and all.
     let csv = "device_id,timestamp,value\ndevice-001,2026-02-01T10:00:00Z,1\n\"device-1\",2026-02-01T10:00:00Z, 2\ndevice-002,2026-02-01T10:00:00Z\n";
     let got = read_records("r.csv", csv.as_bytes(), Format::Csv, &schema, &options).unwrap();
-    let raws: Vec<_> = got.rejects.iter().map(|r| String::from_utf8_lossy(&r.raw)).collect();
-    assert_eq!(raws, ["\"device-1\",2026-02-01T10:00:00Z, 2", "device-002,2026-02-01T10:00:00Z"]);
+    let raws: Vec<_> = got
+        .rejects
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.raw))
+        .collect();
+    assert_eq!(
+        raws,
+        [
+            "\"device-1\",2026-02-01T10:00:00Z, 2",
+            "device-002,2026-02-01T10:00:00Z"
+        ]
+    );
     assert_eq!(got.rejects[0].errors.len(), 2);
     // The reject file: one JSON line per record, the record's text verbatim.
     let mut out = Vec::new();
@@ -451,11 +672,20 @@ fn reject_mode_keeps_the_bad_records_verbatim() {
     assert_eq!(lines[1]["raw"], "device-002,2026-02-01T10:00:00Z");
     assert_eq!(lines[1]["record"], 3);
     assert_eq!(lines[1]["line"], 4);
-    assert_eq!(lines[1]["errors"][0]["reason"], "expected 3 fields, found 2");
+    assert_eq!(
+        lines[1]["errors"][0]["reason"],
+        "expected 3 fields, found 2"
+    );
     assert_eq!(lines[0]["errors"][0]["field"], "device_id");
     // Without reject mode the same file is refused whole, with every error.
-    let err = read_records("r.csv", csv.as_bytes(), Format::Csv, &schema, &ReadOptions::default())
-        .expect_err("refused");
+    let err = read_records(
+        "r.csv",
+        csv.as_bytes(),
+        Format::Csv,
+        &schema,
+        &ReadOptions::default(),
+    )
+    .expect_err("refused");
     assert_eq!(err.errors().len(), 3);
     // A malformed JSON array is refused whole even in reject mode.
     let err = read_records("r.json", b"[{}", Format::Json, &schema, &options).expect_err("syntax");
@@ -480,8 +710,12 @@ fn the_size_limit_has_its_own_error() {
             limit: n - 1
         }
     );
-    assert_eq!(err.to_string(), format!("r: larger than the limit of {} bytes", n - 1));
-    let err = read_records_from("r", &input[..], Format::JsonLines, &schema, &limit(10)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("r: larger than the limit of {} bytes", n - 1)
+    );
+    let err =
+        read_records_from("r", &input[..], Format::JsonLines, &schema, &limit(10)).unwrap_err();
     assert!(matches!(err, RecordsError::TooLarge { limit: 10, .. }));
     let ok = read_records_from("r", &input[..], Format::JsonLines, &schema, &limit(n)).unwrap();
     assert_eq!(ok.records.len(), 5);
@@ -511,17 +745,35 @@ fn replays_and_older_versions_leave_the_snapshot_unchanged() {
     let schema = RecordSchema::from_toml(LATEST).unwrap();
     let newer = "{\"device_id\": \"d1\", \"timestamp\": \"2026-02-01T12:00:00+01:00\", \"value\": 2.50}\n\
                  {\"device_id\": \"d2\", \"timestamp\": \"2026-02-01T10:00:00Z\", \"value\": 7}\n";
-    let older = "{\"device_id\": \"d1\", \"timestamp\": \"2026-02-01T10:59:59.999Z\", \"value\": 1}\n";
+    let older =
+        "{\"device_id\": \"d1\", \"timestamp\": \"2026-02-01T10:59:59.999Z\", \"value\": 1}\n";
     let opts = ReadOptions::default();
-    let new = read_records("b.jsonl", newer.as_bytes(), Format::JsonLines, &schema, &opts).unwrap();
+    let new = read_records(
+        "b.jsonl",
+        newer.as_bytes(),
+        Format::JsonLines,
+        &schema,
+        &opts,
+    )
+    .unwrap();
     // The older file's name sorts after the newer's: the version decides, not the name.
-    let old = read_records("c.jsonl", older.as_bytes(), Format::JsonLines, &schema, &opts).unwrap();
+    let old = read_records(
+        "c.jsonl",
+        older.as_bytes(),
+        Format::JsonLines,
+        &schema,
+        &opts,
+    )
+    .unwrap();
     let mut state = MergeState::new(schema.table_schema());
     for change in to_changes(&new.records, &schema, &new.object) {
         state.apply_change(&change);
     }
     let before = snapshot(&state);
-    assert_eq!(before, "device_id,timestamp,value\nd1,2026-02-01T12:00:00+01:00,2.50\nd2,2026-02-01T10:00:00Z,7\n");
+    assert_eq!(
+        before,
+        "device_id,timestamp,value\nd1,2026-02-01T12:00:00+01:00,2.50\nd2,2026-02-01T10:00:00Z,7\n"
+    );
     for change in to_changes(&new.records, &schema, &new.object) {
         state.apply_change(&change); // the same file again
     }
@@ -532,7 +784,10 @@ fn replays_and_older_versions_leave_the_snapshot_unchanged() {
     // The other way round: older first, then newer, gives the same snapshot.
     let mut other = MergeState::new(schema.table_schema());
     other.apply(&old.to_batch(&schema));
-    assert_eq!(snapshot(&other), "device_id,timestamp,value\nd1,2026-02-01T10:59:59.999Z,1\n");
+    assert_eq!(
+        snapshot(&other),
+        "device_id,timestamp,value\nd1,2026-02-01T10:59:59.999Z,1\n"
+    );
     other.apply(&new.to_batch(&schema));
     assert_eq!(snapshot(&other), before);
 }
@@ -540,8 +795,14 @@ fn replays_and_older_versions_leave_the_snapshot_unchanged() {
 #[test]
 fn changes_are_upserts_ordered_by_version() {
     let schema = readings();
-    let json = read_records("r.json", &data("readings.json"), Format::Json, &schema, &ReadOptions::default())
-        .unwrap();
+    let json = read_records(
+        "r.json",
+        &data("readings.json"),
+        Format::Json,
+        &schema,
+        &ReadOptions::default(),
+    )
+    .unwrap();
     let changes = to_changes(&json.records, &schema, "r.json");
     let c = &changes[1];
     assert_eq!(c.op, cipherflow_core::cdc::Op::Insert);
@@ -562,7 +823,7 @@ fn changes_are_upserts_ordered_by_version() {
     let table = schema.table_schema();
     let run = encode_run(&table, &changes);
     let mut decoded = decode_run("run", &table, &run).unwrap();
-    decoded.sort_by(|a, b| a.order.line.cmp(&b.order.line));
+    decoded.sort_by_key(|a| a.order.line);
     assert_eq!(decoded, changes);
     // The version's seq: signed order onto unsigned order.
     let int = |v| version_seq(&Value::Int64(v)).unwrap();
@@ -573,7 +834,14 @@ fn changes_are_upserts_ordered_by_version() {
     // Without a version, the order is (object, index).
     let schema = RecordSchema::from_toml(&LATEST.replace("version = \"timestamp\"\n", "")).unwrap();
     let line = b"{\"device_id\": \"d1\", \"timestamp\": \"2026-02-01T12:00:00Z\", \"value\": 1}";
-    let got = read_records("x", line, Format::JsonLines, &schema, &ReadOptions::default()).unwrap();
+    let got = read_records(
+        "x",
+        line,
+        Format::JsonLines,
+        &schema,
+        &ReadOptions::default(),
+    )
+    .unwrap();
     let changes = to_changes(&got.records, &schema, "x");
     assert_eq!((changes[0].order.seq, changes[0].order.line), (None, 1));
 }
@@ -597,9 +865,22 @@ fn gen_record() -> impl Strategy<Value = Gen> {
         (1u64..=1000).prop_map(|i| i.to_string()),
         (1u32..100).prop_map(|f| format!("0.{f:02}")),
     ];
-    let at = (2020i32..2100, 1u32..=12, 1u32..=28, 0u32..24, 0u32..60, 0u32..60, 0u32..1000, -12i32..=12)
+    let at = (
+        2020i32..2100,
+        1u32..=12,
+        1u32..=28,
+        0u32..24,
+        0u32..60,
+        0u32..60,
+        0u32..1000,
+        -12i32..=12,
+    )
         .prop_map(|(y, mo, d, h, mi, s, ms, off)| {
-            let zone = if off == 0 { "Z".to_owned() } else { format!("{:+03}:30", off) };
+            let zone = if off == 0 {
+                "Z".to_owned()
+            } else {
+                format!("{:+03}:30", off)
+            };
             format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}{zone}")
         });
     (

@@ -185,10 +185,9 @@ impl fmt::Display for Reason {
             Reason::NotAllowed { value, allowed } => {
                 write!(f, "{value} is not one of the allowed values ({allowed})")
             }
-            Reason::TooLong { length, max_length } => write!(
-                f,
-                "{length} characters, more than max_length {max_length}"
-            ),
+            Reason::TooLong { length, max_length } => {
+                write!(f, "{length} characters, more than max_length {max_length}")
+            }
             Reason::Missing => f.write_str("required field is missing"),
             Reason::Null => f.write_str("null, but the column is not nullable"),
             Reason::Unknown => f.write_str("unknown field (the schema has extra = \"error\")"),

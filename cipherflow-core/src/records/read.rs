@@ -261,8 +261,11 @@ impl Collector<'_> {
             match value {
                 Some(v) => values.push(v),
                 None => {
-                    self.reasons
-                        .extend(reasons.drain(..).map(|r| (Some(column.name().to_owned()), r)));
+                    self.reasons.extend(
+                        reasons
+                            .drain(..)
+                            .map(|r| (Some(column.name().to_owned()), r)),
+                    );
                 }
             }
         }
@@ -290,7 +293,10 @@ impl Collector<'_> {
         hashes.sort_unstable();
         // For each duplicate: the index of another record with its key.
         let mut other: Vec<(usize, u64)> = Vec::new();
-        for run in hashes.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        for run in hashes
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|run| run.len() > 1)
+        {
             for &(_, i) in run {
                 let mine = parts(key, &self.records[i]);
                 if let Some(&(_, j)) = run
@@ -476,7 +482,9 @@ fn json_record<'de>(
         return Vec::new();
     }
     let schema = c.schema;
-    c.fields(slots, |i, raw, reasons| json_field(&schema.columns()[i], raw, reasons))
+    c.fields(slots, |i, raw, reasons| {
+        json_field(&schema.columns()[i], raw, reasons)
+    })
 }
 
 /// Collects the raw elements of a JSON array, keeping those read before a syntax error.
@@ -510,7 +518,11 @@ fn read_json(c: &mut Collector<'_>, body: &[u8]) {
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
         Err(e) => {
-            let line = body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = body[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             let reason = Reason::Malformed(format!("not UTF-8 at byte {}", e.valid_up_to()));
             return c.file_error(line as u64, None, reason);
         }
@@ -679,9 +691,11 @@ fn csv_fields(
         };
         match value {
             Some(v) => values.push(v),
-            None => c
-                .reasons
-                .extend(reasons.drain(..).map(|r| (Some(column.name().to_owned()), r))),
+            None => c.reasons.extend(
+                reasons
+                    .drain(..)
+                    .map(|r| (Some(column.name().to_owned()), r)),
+            ),
         }
     }
     values
@@ -719,8 +733,9 @@ pub fn write_rejects<'a>(
         match std::str::from_utf8(&reject.raw) {
             Ok(raw) => line["raw"] = raw.into(),
             Err(_) => {
-                line["raw_base64"] =
-                    base64::engine::general_purpose::STANDARD.encode(&reject.raw).into()
+                line["raw_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&reject.raw)
+                    .into()
             }
         }
         serde_json::to_writer(&mut buf, &line)?;

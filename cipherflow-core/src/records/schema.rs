@@ -272,9 +272,8 @@ impl RecordSchema {
 
     /// Reads and parses a schema file.
     pub fn load(path: &Path) -> Result<RecordSchema, RecordsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            RecordsError::Schema(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RecordsError::Schema(format!("cannot read {}: {e}", path.display())))?;
         RecordSchema::from_toml(&text).map_err(|e| match e {
             RecordsError::Schema(m) => RecordsError::Schema(format!("{}: {m}", path.display())),
             other => other,
@@ -349,12 +348,20 @@ fn column(source: &str, name: &str, c: ColumnFile) -> Result<Column, String> {
             Some(usize::try_from(n).map_err(|_| "max_length is too large".to_string())?)
         }
     };
-    let bound = |what: &str, v: Option<toml::Spanned<toml::Value>>| -> Result<Option<Bound>, String> {
-        let Some(v) = v else { return Ok(None) };
-        only(what, &[ColumnType::Int64, ColumnType::Decimal, ColumnType::Timestamp])?;
-        let literal = source.get(v.span()).unwrap_or_default().replace('_', "");
-        bound(ty, what, v.into_inner(), &literal).map(Some)
-    };
+    let bound =
+        |what: &str, v: Option<toml::Spanned<toml::Value>>| -> Result<Option<Bound>, String> {
+            let Some(v) = v else { return Ok(None) };
+            only(
+                what,
+                &[
+                    ColumnType::Int64,
+                    ColumnType::Decimal,
+                    ColumnType::Timestamp,
+                ],
+            )?;
+            let literal = source.get(v.span()).unwrap_or_default().replace('_', "");
+            bound(ty, what, v.into_inner(), &literal).map(Some)
+        };
     let min = bound("min", c.min)?;
     let max = bound("max", c.max)?;
     let values = match c.values {

@@ -67,7 +67,9 @@ pub fn to_changes(records: &[Record], schema: &RecordSchema, object: &str) -> Ve
                 op: Op::Insert,
                 key,
                 order: OrderKey {
-                    seq: schema.version().and_then(|i| version_seq(&record.values[i])),
+                    seq: schema
+                        .version()
+                        .and_then(|i| version_seq(&record.values[i])),
                     timestamp: None,
                     object: object.clone(),
                     line: record.index,

@@ -201,23 +201,38 @@ fn check_rules(column: &Column, value: Value, errors: &mut Vec<Reason>) -> Optio
                         .join(", "),
                 });
             }
-            bounds(column, || v.to_string(), |b| match b {
-                Bound::Int(b) => v.cmp(b),
-                _ => unreachable!("int64 columns have integer bounds"),
-            }, errors);
+            bounds(
+                column,
+                || v.to_string(),
+                |b| match b {
+                    Bound::Int(b) => v.cmp(b),
+                    _ => unreachable!("int64 columns have integer bounds"),
+                },
+                errors,
+            );
         }
         Value::Decimal(d) => {
             let d = DecimalRef::parse(d).expect("validated");
-            bounds(column, || value.cell_text().into_owned(), |b| match b {
-                Bound::Decimal(b) => d.cmp(&DecimalRef::parse(b).expect("checked at load")),
-                _ => unreachable!("decimal columns have decimal bounds"),
-            }, errors);
+            bounds(
+                column,
+                || value.cell_text().into_owned(),
+                |b| match b {
+                    Bound::Decimal(b) => d.cmp(&DecimalRef::parse(b).expect("checked at load")),
+                    _ => unreachable!("decimal columns have decimal bounds"),
+                },
+                errors,
+            );
         }
         Value::Timestamp(t) => {
-            bounds(column, || t.text().to_owned(), |b| match b {
-                Bound::Timestamp(b) => t.unix_nanos().cmp(&b.unix_nanos()),
-                _ => unreachable!("timestamp columns have timestamp bounds"),
-            }, errors);
+            bounds(
+                column,
+                || t.text().to_owned(),
+                |b| match b {
+                    Bound::Timestamp(b) => t.unix_nanos().cmp(&b.unix_nanos()),
+                    _ => unreachable!("timestamp columns have timestamp bounds"),
+                },
+                errors,
+            );
         }
         Value::Null | Value::Bool(_) => {}
     }

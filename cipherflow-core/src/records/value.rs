@@ -46,8 +46,9 @@ impl Value {
             Value::String(s) => Some(KeyValue::String(s.as_bytes().into())),
             Value::Int64(v) => Some(KeyValue::Int64(*v)),
             Value::Decimal(d) => cdc::Decimal::parse(d.as_bytes()).map(KeyValue::Decimal),
-            Value::Timestamp(t) => cdc::Timestamp::parse(t.utc_text().as_bytes())
-                .map(KeyValue::Timestamp),
+            Value::Timestamp(t) => {
+                cdc::Timestamp::parse(t.utc_text().as_bytes()).map(KeyValue::Timestamp)
+            }
         }
     }
 }
@@ -111,11 +112,13 @@ impl Rfc3339 {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400
-            + i64::from(hour * 3600 + minute * 60 + second)
-            - offset_minutes * 60;
+        let seconds =
+            days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_minutes * 60;
         // 0000-01-01T00:00:00Z up to, not including, 10000-01-01T00:00:00Z
-        let (lo, hi) = (days_from_civil(0, 1, 1) * 86_400, days_from_civil(10_000, 1, 1) * 86_400);
+        let (lo, hi) = (
+            days_from_civil(0, 1, 1) * 86_400,
+            days_from_civil(10_000, 1, 1) * 86_400,
+        );
         if seconds < lo || seconds >= hi {
             return None;
         }
@@ -294,8 +297,14 @@ mod tests {
             t("2026-02-01T10:00:00Z").unix_nanos()
         );
         assert_eq!(t("1969-12-31T23:59:59.5Z").unix_nanos(), -500_000_000);
-        assert_eq!(t("2026-02-01t10:00:00.120z").utc_text(), "2026-02-01T10:00:00.12");
-        assert_eq!(t("2024-02-29T23:30:00-01:00").utc_text(), "2024-03-01T00:30:00");
+        assert_eq!(
+            t("2026-02-01t10:00:00.120z").utc_text(),
+            "2026-02-01T10:00:00.12"
+        );
+        assert_eq!(
+            t("2024-02-29T23:30:00-01:00").utc_text(),
+            "2024-03-01T00:30:00"
+        );
         assert_eq!(t("0000-01-01T00:00:00Z").utc_text(), "0000-01-01T00:00:00");
         for bad in [
             "2026-02-01T10:00:00",
