@@ -249,7 +249,7 @@ fn every_reason_has_its_message() {
     let cases: Vec<(String, &str)> = vec![
         (
             with("id", Some("\"7\"")),
-            r#"in, record 1 (line 1), field "id": expected a int64, found a string"#,
+            r#"in, record 1 (line 1), field "id": expected type int64, found a string"#,
         ),
         (
             with("id", Some("7.5")),
@@ -277,7 +277,7 @@ fn every_reason_has_its_message() {
         ),
         (
             with("name", Some("42")),
-            r#"in, record 1 (line 1), field "name": expected a string, found a number"#,
+            r#"in, record 1 (line 1), field "name": expected type string, found a number"#,
         ),
         (
             with("status", Some("\"old\"")),
@@ -305,7 +305,7 @@ fn every_reason_has_its_message() {
         ),
         (
             with("amount", Some("[1]")),
-            r#"in, record 1 (line 1), field "amount": expected a decimal, found an array"#,
+            r#"in, record 1 (line 1), field "amount": expected type decimal, found an array"#,
         ),
         (
             with("at", Some("\"2026-02-01 10:00:00\"")),
@@ -317,15 +317,15 @@ fn every_reason_has_its_message() {
         ),
         (
             with("at", Some("1700000000")),
-            r#"in, record 1 (line 1), field "at": expected a timestamp, found a number"#,
+            r#"in, record 1 (line 1), field "at": expected type timestamp, found a number"#,
         ),
         (
             with("active", Some("\"true\"")),
-            r#"in, record 1 (line 1), field "active": expected a bool, found a string"#,
+            r#"in, record 1 (line 1), field "active": expected type bool, found a string"#,
         ),
         (
             with("active", Some("1")),
-            r#"in, record 1 (line 1), field "active": expected a bool, found a number"#,
+            r#"in, record 1 (line 1), field "active": expected type bool, found a number"#,
         ),
         (
             with("active", None),

@@ -173,7 +173,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::WrongType { expected, found } => {
-                write!(f, "expected a {expected}, found {found}")
+                write!(f, "expected type {expected}, found {found}")
             }
             Reason::Pattern { value, pattern } => {
                 write!(f, "{value:?} does not match the pattern {pattern:?}")
