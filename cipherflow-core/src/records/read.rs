@@ -3,7 +3,6 @@
 //! default a file with any bad record is refused whole; in reject mode the good records come
 //! back with the bad ones, verbatim, and their reasons.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read, Write};
@@ -283,7 +282,7 @@ impl Collector<'_> {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut h = DefaultHasher::new();
+                let mut h = FxHasher(0);
                 for &k in key {
                     KeyPart::of(&r.values[k]).hash(&mut h);
                 }
@@ -343,6 +342,34 @@ impl Collector<'_> {
                 }
             }
         }
+    }
+}
+
+/// A fast, non-cryptographic hasher (the rustc "Fx" mix): only sorts keys into candidate
+/// groups, which are then compared in full, so collisions cost time, never correctness.
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.add(v);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
