@@ -503,6 +503,7 @@ enum Output {
         dst: PathBuf,
     },
     /// An `s3://` object: collected, then written with one put by [`Output::commit`].
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     S3 {
         bytes: Vec<u8>,
         url: String,

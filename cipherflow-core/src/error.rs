@@ -65,6 +65,9 @@ pub enum Error {
     /// A pipeline step or consumer pull failed (manifest, configuration, rollback).
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// Records were refused (schema, size limit, or every field error of a file).
+    #[error(transparent)]
+    Records(#[from] crate::records::RecordsError),
     /// The caller asked for something the API does not allow.
     #[error("misuse: {0}")]
     Misuse(std::borrow::Cow<'static, str>),

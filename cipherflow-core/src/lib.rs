@@ -33,6 +33,7 @@ mod keys;
 pub mod ledger;
 pub mod merge;
 pub mod pipeline;
+pub mod records;
 mod sign;
 pub mod store;
 

@@ -119,8 +119,10 @@ pub fn to_py(err: Error, context: &str) -> PyErr {
         }
         Error::Pipeline(e) => PipelineError::new_err(msg(&e)),
         Error::Ledger(e) => LedgerError::new_err(msg(&e)),
-        Error::Store(e @ StoreError::NotFound { .. }) => PyFileNotFoundError::new_err(msg(&e)),
-        Error::Store(e @ StoreError::Backend { .. }) => PyOSError::new_err(msg(&e)),
+        Error::Store(e) if matches!(*e, StoreError::NotFound { .. }) => {
+            PyFileNotFoundError::new_err(msg(&e))
+        }
+        Error::Store(e) if matches!(*e, StoreError::Backend { .. }) => PyOSError::new_err(msg(&e)),
         other => CipherflowError::new_err(msg(&other)),
     }
 }
