@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig};
+use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig, published_tables};
 use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, Verifier};
 use serde::Serialize;
@@ -65,15 +65,12 @@ pub fn pull(args: PullArgs) -> Result<(), Error> {
         Some(path) => Some(Arc::new(load_verifying(path)?) as Arc<dyn Verifier>),
         None => None,
     };
+    let share = Location::new(share, "");
     let table = match &args.table {
         Some(table) => table.clone(),
-        None => only_table(&*share)?,
+        None => only_table(&share)?,
     };
-    let consumer = Consumer {
-        share: Location::new(share, ""),
-        key,
-        signer,
-    };
+    let consumer = Consumer { share, key, signer };
     let report = drive(consumer.pull(&table, &args.out))?
         .context(|| format!("pulling {table} from {}", args.share.display()))?;
     print_json(&PullJson {
@@ -88,18 +85,11 @@ pub fn pull(args: PullArgs) -> Result<(), Error> {
     })
 }
 
-/// The one table a share publishes (`TABLE/_latest`); a usage error if there are none or several.
-fn only_table(share: &dyn ObjectStore) -> Result<String, Error> {
-    let listing = drive(share.list(""))?
-        .map_err(CoreError::from)
-        .context(|| "listing the share")?;
-    let tables: Vec<&str> = listing
-        .iter()
-        .filter_map(|m| m.key.as_str().strip_suffix("/_latest"))
-        .filter(|t| !t.contains('/'))
-        .collect();
+/// The one table a share publishes; a usage error if there are none or several.
+fn only_table(share: &Location) -> Result<String, Error> {
+    let tables = drive(published_tables(share))?.context(|| "listing the share")?;
     match tables.as_slice() {
-        [one] => Ok((*one).to_owned()),
+        [one] => Ok(one.clone()),
         [] => Err(Error::Usage("the share publishes no table".into())),
         many => Err(Error::Usage(format!(
             "the share publishes several tables ({}); name one with --table",

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cipherflow_core::pipeline::{Consumer, Location};
+use cipherflow_core::pipeline::{Consumer, Location, published_tables};
 use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
 use cipherflow_core::{Error, Verifier};
 use pyo3::exceptions::{PyNotADirectoryError, PyValueError};
@@ -32,16 +32,11 @@ pub fn open_folder(py: Python<'_>, path: &Path, what: &str) -> PyResult<Arc<dyn 
 }
 
 /// The one table a share publishes (`TABLE/_latest`), as `cipherflow pull` picks it.
-fn only_table(share: &dyn ObjectStore, label: &str) -> PyResult<String> {
-    let listing =
-        block_on(share.list("")).map_err(|e| to_py(e.into(), &format!("listing share {label}")))?;
-    let tables: Vec<&str> = listing
-        .iter()
-        .filter_map(|m| m.key.as_str().strip_suffix("/_latest"))
-        .filter(|t| !t.contains('/'))
-        .collect();
+fn only_table(share: &Location, label: &str) -> PyResult<String> {
+    let tables = block_on(published_tables(share))
+        .map_err(|e| to_py(e, &format!("listing share {label}")))?;
     match tables.as_slice() {
-        [one] => Ok((*one).to_owned()),
+        [one] => Ok(one.clone()),
         [] => Err(PyValueError::new_err(format!(
             "share {label} publishes no table (no TABLE/_latest)"
         ))),
@@ -67,13 +62,13 @@ pub fn pull<'py>(
     let key = AnyUnwrapper::extract(key)?;
     let verifier = extract_verifier(signer)?;
     let label = share.display().to_string();
-    let store = open_folder(py, &share, "share")?;
+    let location = Location::new(open_folder(py, &share, "share")?, "");
     let table = match table {
         Some(table) => table,
-        None => py.detach(|| only_table(&*store, &label))?,
+        None => py.detach(|| only_table(&location, &label))?,
     };
     let consumer = Consumer {
-        share: Location::new(store, ""),
+        share: location,
         key: Arc::new(key),
         signer: verifier.map(|v| v as Arc<dyn Verifier>),
     };

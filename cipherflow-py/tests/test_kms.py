@@ -1,5 +1,5 @@
 """KmsKey: unwrapping through boto3 against the moto server with real RSA-OAEP-SHA-256
-(tests/aws_emulator/moto_rsa_server.py). The emulator checks no IAM or key policy."""
+(cipherflow-aws/tests/aws_emulator/moto_rsa_server.py). The emulator checks no IAM or key policy."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ import cipherflow
 from .conftest import CSV
 from .test_pipeline import EXPECTED_1, LOAD, make_producer
 
-SERVER = Path(__file__).parent / "aws_emulator" / "moto_rsa_server.py"
+# The project's one copy of the launcher (shared with the Rust AWS tests).
+SERVER = (
+    Path(__file__).parents[2] / "cipherflow-aws" / "tests" / "aws_emulator" / "moto_rsa_server.py"
+)
 
 
 def free_port() -> int:

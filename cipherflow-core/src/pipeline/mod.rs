@@ -38,7 +38,7 @@ pub use gc::GcReport;
 pub use manifest::{
     Applied, Base, MANIFEST_FORMAT, Manifest, POINTER_FORMAT, Partition, Pointer, RunRef,
 };
-pub use pull::{Consumer, PullReport};
+pub use pull::{Consumer, PullReport, published_tables};
 
 use crate::cdc::{
     Change, ChangeBatch, DebeziumOptions, DmsOptions, TableSchema, read_debezium, read_dms,

@@ -211,6 +211,17 @@ impl Consumer {
     }
 }
 
+/// The tables a share publishes (each `TABLE/_latest` directly under the location), sorted.
+pub async fn published_tables(share: &Location) -> Result<Vec<String>, Error> {
+    let listing = share.store.list(&share.prefix).await?;
+    Ok(listing
+        .iter()
+        .filter_map(|m| m.key.as_str()[share.prefix.len()..].strip_suffix("/_latest"))
+        .filter(|t| !t.contains('/'))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn read_pull_state(path: &Path) -> Result<Option<PullState>, Error> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
