@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig, published_tables};
-use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
+use cipherflow_core::store::{LocalStore, ObjectStore};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, Verifier};
 use serde::Serialize;
 
@@ -154,5 +154,5 @@ fn drive<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
     #[cfg(feature = "aws")]
     return crate::aws::block_on(future);
     #[cfg(not(feature = "aws"))]
-    return Ok(block_on(future));
+    return Ok(cipherflow_core::store::block_on(future));
 }
