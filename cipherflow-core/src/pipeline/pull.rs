@@ -153,27 +153,31 @@ impl Consumer {
         let mut table_state = MergeState::new(schema.clone());
         for p in 0..manifest.partitions.len() as u32 {
             let part_path = meta_dir.join(format!("part-{p:04}.run"));
+            // An unchanged partition's file is already its compacted changes: straight into
+            // the table.
+            let Some((restart, changes)) = fresh.remove(&p) else {
+                for change in read_part(&part_path, &schema)? {
+                    table_state.apply_change(&change);
+                }
+                continue;
+            };
             let mut state = MergeState::new(schema.clone());
-            let fresh_part = fresh.remove(&p);
-            let restart = fresh_part.as_ref().is_some_and(|(r, _)| *r);
             if !restart {
                 for change in read_part(&part_path, &schema)? {
                     state.apply_change(&change);
                 }
             }
-            if let Some((_, changes)) = &fresh_part {
-                for change in changes {
-                    state.apply_change(change);
-                }
-                let compact = state.to_changes();
-                write_atomic(&part_path, &encode_run(&schema, &compact))?;
-                let mut csv = Vec::new();
-                state.write_snapshot(&mut csv)?;
-                write_atomic(&part_dir.join(format!("part-{p:04}.csv")), &csv)?;
-                report.partitions_changed.push(p);
+            for change in &changes {
+                state.apply_change(change);
             }
-            for change in state.to_changes() {
-                table_state.apply_change(&change);
+            let compact = state.to_changes();
+            write_atomic(&part_path, &encode_run(&schema, &compact))?;
+            let mut csv = Vec::new();
+            state.write_snapshot(&mut csv)?;
+            write_atomic(&part_dir.join(format!("part-{p:04}.csv")), &csv)?;
+            report.partitions_changed.push(p);
+            for change in &compact {
+                table_state.apply_change(change);
             }
         }
         let mut csv = Vec::new();
