@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{LandingIndex, Location, Manifest, Pipeline, Pointer, manifest_rel};
+use super::{LandingIndex, Location, Manifest, Pipeline, Pointer, base_rel, manifest_rel, run_rel};
 use crate::Error;
 
 /// What [`Pipeline::gc`] found and did.
@@ -92,10 +92,10 @@ fn referenced(table: &str, manifest: &Manifest) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (p, partition) in manifest.partitions.iter().enumerate() {
         if let Some(base) = &partition.base {
-            names.insert(format!("{table}/base/{p}/{}.cfe", base.id));
+            names.insert(base_rel(table, p, &base.id));
         }
         for run in &partition.runs {
-            names.insert(format!("{table}/runs/{p}/{}.cfe", run.id));
+            names.insert(run_rel(table, p, &run.id));
         }
     }
     names

@@ -399,7 +399,7 @@ impl Pipeline {
             });
             report.partitions_touched.push(*p);
             pieces.push(Piece {
-                rel: format!("{}/runs/{p}/{id}.cfe", table.name),
+                rel: run_rel(&table.name, p, &id),
                 kind: "run",
                 partition: Some(*p),
                 plaintext: run,
@@ -473,16 +473,10 @@ impl Pipeline {
         let mut state = MergeState::new(table.schema.clone());
         let mut parts: Vec<(String, String)> = Vec::new();
         if let Some(base) = &partition.base {
-            parts.push((
-                format!("{}/base/{p}/{}.cfe", table.name, base.id),
-                base.id.clone(),
-            ));
+            parts.push((base_rel(&table.name, p, &base.id), base.id.clone()));
         }
         for run in &partition.runs {
-            parts.push((
-                format!("{}/runs/{p}/{}.cfe", table.name, run.id),
-                run.id.clone(),
-            ));
+            parts.push((run_rel(&table.name, p, &run.id), run.id.clone()));
         }
         for (rel, id) in parts {
             let plaintext = match pieces.iter().find(|piece| piece.rel == rel) {
@@ -500,7 +494,7 @@ impl Pipeline {
         let base = encode_run(&table.schema, &state.to_changes());
         let id = hex::encode(Sha256::digest(&base));
         Ok(Piece {
-            rel: format!("{}/base/{p}/{id}.cfe", table.name),
+            rel: base_rel(&table.name, p, &id),
             kind: "base",
             partition: Some(p),
             plaintext: base,
@@ -660,6 +654,16 @@ fn links(appended: Vec<(u64, crate::ledger::Hash)>) -> Vec<Link> {
 /// The manifest of `generation` with plaintext hash `hash`, relative to a location.
 fn manifest_rel(table: &str, generation: u64, hash: &str) -> String {
     format!("{table}/manifests/{generation:012}-{hash}.cfe")
+}
+
+/// Delta run `id` (its plaintext's hex SHA-256) of partition `p`, relative to a location.
+fn run_rel(table: &str, p: impl std::fmt::Display, id: &str) -> String {
+    format!("{table}/runs/{p}/{id}.cfe")
+}
+
+/// Compacted base `id` of partition `p`, relative to a location.
+fn base_rel(table: &str, p: impl std::fmt::Display, id: &str) -> String {
+    format!("{table}/base/{p}/{id}.cfe")
 }
 
 /// Checks that `plaintext` hashes to `expected` (hex), as the manifest promised.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Location, Manifest, PipelineError, Pointer, check_hash, manifest_rel};
+use super::{
+    Location, Manifest, PipelineError, Pointer, base_rel, check_hash, manifest_rel, run_rel,
+};
 use crate::cdc::{Change, TableSchema};
 use crate::merge::{MergeState, decode_run, encode_run};
 use crate::{Error, KeyUnwrapper, Opener, Verifier};
@@ -130,14 +132,14 @@ impl Consumer {
             let mut changes = Vec::new();
             let mut restart = false;
             if let Some(base) = partition.base.as_ref().filter(|b| b.through > held) {
-                let rel = format!("{table}/base/{p}/{}.cfe", base.id);
+                let rel = base_rel(table, p, &base.id);
                 let plaintext = self.fetch(&rel, &mut report).await?;
                 check_hash(&rel, &plaintext, &base.id)?;
                 changes.extend(decode_run(&rel, &schema, &plaintext)?);
                 restart = true;
             }
             for run in partition.runs.iter().filter(|r| r.seq > held) {
-                let rel = format!("{table}/runs/{p}/{}.cfe", run.id);
+                let rel = run_rel(table, p, &run.id);
                 let plaintext = self.fetch(&rel, &mut report).await?;
                 check_hash(&rel, &plaintext, &run.id)?;
                 changes.extend(decode_run(&rel, &schema, &plaintext)?);
