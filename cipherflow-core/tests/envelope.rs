@@ -509,6 +509,52 @@ fn open_file_leaves_nothing_behind_on_failure() {
     assert_eq!(names.len(), 3, "stray files: {names:?}");
 }
 
+/// `open_file` writes one batch (8 MiB) on a second thread while it opens the next: check it
+/// over several batches, signed, with the lookahead carried between recycled buffers, and
+/// that a bad chunk in a later batch or a failing write leaves nothing behind.
+#[test]
+fn open_file_over_several_batches_writes_behind_and_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plaintext = data((8 << 20) * 3 + 12_345);
+    let sealed = Sealer::new(&[alice().public_key()])
+        .chunk_size(4096)
+        .signer(producer())
+        .seal_bytes(&plaintext)
+        .unwrap();
+    let opener = Opener::new(alice()).require_signer(producer().verifying_key());
+    let good = dir.path().join("good.cf");
+    std::fs::write(&good, &sealed).unwrap();
+    let out = dir.path().join("out.bin");
+    assert_eq!(
+        opener.open_file(&good, &out).unwrap(),
+        plaintext.len() as u64
+    );
+    assert!(std::fs::read(&out).unwrap() == plaintext);
+
+    // A chunk of the third batch, and the signature's last byte.
+    let h = header_len(&sealed);
+    for at in [h + (4096 + 16) * 4300, sealed.len() - 1] {
+        let mut bad = sealed.clone();
+        bad[at] ^= 1;
+        let src = dir.path().join("bad.cf");
+        std::fs::write(&src, &bad).unwrap();
+        let dst = dir.path().join("bad.bin");
+        assert!(opener.open_file(&src, &dst).is_err(), "byte {at}");
+        assert!(!dst.exists(), "byte {at}");
+    }
+    // A device that refuses writes: the write error is reported, not swallowed.
+    let full = std::path::Path::new("/dev/full");
+    if full.exists() {
+        let err = opener.open_file(&good, full).unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{err:?}");
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "stray files: {names:?}");
+}
+
 #[test]
 fn key_files_load_in_every_encoding_with_one_key_id() {
     let ids: Vec<KeyId> = ["alice.pem", "alice.pkcs1.pem", "alice.der"]

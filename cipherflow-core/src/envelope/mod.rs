@@ -334,7 +334,7 @@ impl<'a> Opener<'a> {
         // file over it would replace the device node itself.
         if fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
             let mut out = fs::OpenOptions::new().write(true).open(dst)?;
-            return reader.copy_to(&mut out);
+            return reader.copy_to_behind(&mut out);
         }
         let dir = match dst.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -343,7 +343,7 @@ impl<'a> Opener<'a> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".cipherflow-open-")
             .tempfile_in(dir)?;
-        let n = reader.copy_to(&mut tmp)?;
+        let n = reader.copy_to_behind(tmp.as_file_mut())?;
         tmp.as_file().sync_all()?;
         tmp.persist(dst).map_err(|e| Error::Io(e.error))?;
         Ok(n)

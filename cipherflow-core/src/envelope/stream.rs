@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::sync::mpsc;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -646,6 +647,64 @@ impl<R: Read> OpenReader<R> {
             }
         }
         Ok(total)
+    }
+
+    /// Like [`OpenReader::copy_to`], but a second thread writes each verified batch while
+    /// this one reads and opens the next, so I/O and AES-GCM overlap (on tmpfs or a page
+    /// cache, reading and writing cost more than opening). Batches change hands whole, never
+    /// copied; at most three are alive at once, so memory stays constant. A write error stops
+    /// the reading; an open error stops before the failing batch is handed over.
+    pub fn copy_to_behind<W: Write + Send>(&mut self, output: &mut W) -> Result<u64, Error> {
+        type Batch = (Vec<u8>, Vec<Range<usize>>);
+        std::thread::scope(|scope| {
+            let (to_writer, batches) = mpsc::sync_channel::<Batch>(1);
+            let (to_reader, spares) = mpsc::sync_channel::<Vec<u8>>(2);
+            let writer = scope.spawn(move || -> io::Result<()> {
+                for (buf, ranges) in batches {
+                    for r in ranges {
+                        output.write_all(&buf[r])?;
+                    }
+                    // The reader may have finished already; then the buffer is just freed.
+                    let _ = to_reader.send(buf);
+                }
+                Ok(())
+            });
+            let mut total = 0;
+            let read = (|| {
+                while self.ensure_plaintext()? {
+                    let ranges: Vec<_> = self.ranges.drain(self.range..).collect();
+                    total += ranges.iter().map(|r| r.len() as u64).sum::<u64>();
+                    let batch = self.swap_batch(spares.try_recv().unwrap_or_default());
+                    if to_writer.send((batch, ranges)).is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Ok::<_, Error>(())
+            })();
+            drop(to_writer);
+            let written = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            read?;
+            written?;
+            Ok(total)
+        })
+    }
+
+    /// Hands out the current (fully released) batch buffer and continues in `spare`, carrying
+    /// over the lookahead bytes read past the batch. `spare` keeps its length, so a recycled
+    /// buffer is never zeroed again.
+    fn swap_batch(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        let carry = self.filled - self.batch_len;
+        if spare.len() < carry {
+            spare.resize(carry, 0);
+        }
+        spare[..carry].copy_from_slice(&self.buf[self.batch_len..self.filled]);
+        self.filled = carry;
+        self.batch_len = 0;
+        self.ranges.clear();
+        self.range = 0;
+        std::mem::replace(&mut self.buf, spare)
     }
 
     /// Reads to the end, verifying everything, and returns the number of plaintext bytes.
