@@ -652,20 +652,22 @@ impl<R: Read> OpenReader<R> {
     /// Like [`OpenReader::copy_to`], but a second thread writes each verified batch while
     /// this one reads and opens the next, so I/O and AES-GCM overlap (on tmpfs or a page
     /// cache, reading and writing cost more than opening). Batches change hands whole, never
-    /// copied; at most three are alive at once, so memory stays constant. A write error stops
+    /// copied; at most four are alive at once, so memory stays constant. A write error stops
     /// the reading; an open error stops before the failing batch is handed over.
     pub fn copy_to_behind<W: Write + Send>(&mut self, output: &mut W) -> Result<u64, Error> {
         type Batch = (Vec<u8>, Vec<Range<usize>>);
         std::thread::scope(|scope| {
             let (to_writer, batches) = mpsc::sync_channel::<Batch>(1);
-            let (to_reader, spares) = mpsc::sync_channel::<Vec<u8>>(2);
+            let (to_reader, spares) = mpsc::sync_channel::<Vec<u8>>(1);
             let writer = scope.spawn(move || -> io::Result<()> {
                 for (buf, ranges) in batches {
                     for r in ranges {
                         output.write_all(&buf[r])?;
                     }
-                    // The reader may have finished already; then the buffer is just freed.
-                    let _ = to_reader.send(buf);
+                    // Never block here: the reader may be blocked handing over the next
+                    // batch. A buffer it has no room for (or that comes after the end) is
+                    // freed.
+                    let _ = to_reader.try_send(buf);
                 }
                 Ok(())
             });
