@@ -4,6 +4,10 @@
 //! - `kms`: [`kms::KmsPublicKey`] and [`kms::KmsEncrypt`] (key wrappers),
 //!   [`kms::KmsDecrypt`] (key unwrapper) and [`kms::KmsSigner`] (signer) on AWS KMS keys.
 //! - `s3`: [`s3::S3Store`], the core's `ObjectStore` on an S3 bucket.
+//! - `kms` and `s3` together: [`resolve::AwsResolver`], which opens the `s3://` stores and
+//!   `kms:` keys a `pipeline.toml` names.
+//! - `lambda`: [`lambda::Handler`], the `cipherflow-lambda` function: pipeline steps on S3
+//!   `ObjectCreated` events, and one partition's compaction on request.
 //!
 //! See the crate README for the IAM permissions each mode needs and what the emulator-based
 //! tests can and cannot show.
@@ -18,6 +22,10 @@ pub mod kms;
 mod runtime;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(all(feature = "kms", feature = "s3"))]
+pub mod resolve;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 /// The SDK configuration from aws-config's standard chain (environment, profiles, SSO, web
 /// identity, container and instance metadata; `AWS_ENDPOINT_URL` honoured), for building a
