@@ -127,7 +127,9 @@ impl Handler {
     /// These pipelines, one per table (names must differ).
     pub fn new(mut pipelines: Vec<Pipeline>) -> Result<Handler, Error> {
         if pipelines.is_empty() {
-            return Err(Error::misuse(format!("{CONFIG_VAR} names no configuration")));
+            return Err(Error::misuse(format!(
+                "{CONFIG_VAR} names no configuration"
+            )));
         }
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
         if let Some(function) = &function {
@@ -196,9 +198,7 @@ impl Handler {
             let raw = record.s3.object.key.as_deref().unwrap_or_default();
             let key = decode_key(raw)?;
             let table = if name.starts_with("ObjectCreated:") {
-                self.pipelines
-                    .iter()
-                    .position(|p| lands(p, &bucket, &key))
+                self.pipelines.iter().position(|p| lands(p, &bucket, &key))
             } else {
                 None
             };

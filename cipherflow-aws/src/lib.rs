@@ -18,14 +18,14 @@ pub use cipherflow_core as core;
 
 #[cfg(feature = "kms")]
 pub mod kms;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+#[cfg(all(feature = "kms", feature = "s3"))]
+pub mod resolve;
 #[cfg(feature = "kms")]
 mod runtime;
 #[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(all(feature = "kms", feature = "s3"))]
-pub mod resolve;
-#[cfg(feature = "lambda")]
-pub mod lambda;
 
 /// The SDK configuration from aws-config's standard chain (environment, profiles, SSO, web
 /// identity, container and instance metadata; `AWS_ENDPOINT_URL` honoured), for building a

@@ -94,7 +94,12 @@ async fn kms_key(kms: &Kms, spec: KeySpec, usage: KeyUsageType) -> String {
 
 async fn bucket(config: &cipherflow_aws::aws_config::SdkConfig, stem: &str) -> String {
     let name = common::unique(stem).to_lowercase();
-    let store = S3Store::new(config, &name, "", S3Options::default().force_path_style(true));
+    let store = S3Store::new(
+        config,
+        &name,
+        "",
+        S3Options::default().force_path_style(true),
+    );
     store
         .client()
         .create_bucket()
@@ -213,7 +218,10 @@ max_runs = 2
     );
     let setup_calls = producer_calls.take();
     assert_eq!(
-        setup_calls.iter().filter(|(op, _)| *op == "GetPublicKey").count(),
+        setup_calls
+            .iter()
+            .filter(|(op, _)| *op == "GetPublicKey")
+            .count(),
         setup_calls.len(),
         "resolving the keys needs only GetPublicKey: {setup_calls:?}"
     );
@@ -241,9 +249,19 @@ max_runs = 2
         .list("customers/runs/")
         .await
         .unwrap();
-    let partition: u32 = runs[0].key.as_str().split('/').nth(2).unwrap().parse().unwrap();
+    let partition: u32 = runs[0]
+        .key
+        .as_str()
+        .split('/')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     let compacted = pipeline.compact_partition(partition).await.unwrap();
-    assert_eq!((compacted.generation, compacted.compacted), (5, vec![partition]));
+    assert_eq!(
+        (compacted.generation, compacted.compacted),
+        (5, vec![partition])
+    );
 
     // The pipeline's KMS calls: Sign with the signer, Decrypt only with its own state key.
     let calls = producer_calls.take();
@@ -294,7 +312,10 @@ max_runs = 2
             calls.iter().all(|(op, key)| *op == "Decrypt" && key == who),
             "{calls:?}"
         );
-        println!("consumer {who}: {} Decrypt calls, nothing else", calls.len());
+        println!(
+            "consumer {who}: {} Decrypt calls, nothing else",
+            calls.len()
+        );
     }
 
     // The ledger verifies with the KMS signer's public key, and names S3 objects by bucket
@@ -306,7 +327,9 @@ max_runs = 2
         S3Options::default().force_path_style(true),
     ));
     let trusted = TrustedKeys::new().with(TrustedKey::new(signer_arn.verifying_key().clone()));
-    let verified = Ledger::verify(ledger_store.clone(), "", &trusted).await.unwrap();
+    let verified = Ledger::verify(ledger_store.clone(), "", &trusted)
+        .await
+        .unwrap();
     assert_eq!(verified.signed_size, verified.records);
     let log = Ledger::open(ledger_store, "").await.unwrap();
     let records = log.records(0..log.len()).await.unwrap();

@@ -532,7 +532,10 @@ fn compacting_one_partition_on_request_rewrites_only_it_and_keeps_the_table() {
         block_on(p.run_once()).unwrap();
     }
     let alice = tempfile::tempdir().unwrap();
-    assert_eq!(pull(store.clone(), "alice", alice.path()).unwrap(), expected(&all));
+    assert_eq!(
+        pull(store.clone(), "alice", alice.path()).unwrap(),
+        expected(&all)
+    );
     let target = (0..4)
         .find(|part| !keys_under(&*store, &format!("share/t/runs/{part}/")).is_empty())
         .expect("some partition has runs");
@@ -553,25 +556,47 @@ fn compacting_one_partition_on_request_rewrites_only_it_and_keeps_the_table() {
     for (prefix, before) in [("share/", &before_share), ("state/", &before_state)] {
         let written = new(prefix, before);
         assert_eq!(written.len(), 2, "{written:?}");
-        assert!(written[0].starts_with(&format!("{prefix}t/base/{target}/")), "{written:?}");
-        assert!(written[1].starts_with(&format!("{prefix}t/manifests/")), "{written:?}");
+        assert!(
+            written[0].starts_with(&format!("{prefix}t/base/{target}/")),
+            "{written:?}"
+        );
+        assert!(
+            written[1].starts_with(&format!("{prefix}t/manifests/")),
+            "{written:?}"
+        );
     }
     // The table is unchanged for a consumer following along and for a fresh one.
-    assert_eq!(pull(store.clone(), "alice", alice.path()).unwrap(), expected(&all));
+    assert_eq!(
+        pull(store.clone(), "alice", alice.path()).unwrap(),
+        expected(&all)
+    );
     let bob = tempfile::tempdir().unwrap();
-    assert_eq!(pull(store.clone(), "bob", bob.path()).unwrap(), expected(&all));
+    assert_eq!(
+        pull(store.clone(), "bob", bob.path()).unwrap(),
+        expected(&all)
+    );
 
     // A repeated request (a duplicate delivery) finds no runs: nothing is written.
     let pointer_before = pointer(&*store);
     let everything = keys_under(&*store, "");
     let again = block_on(p.compact_partition(target)).unwrap();
-    assert_eq!((again.generation, again.compacted.len()), (report.generation, 0));
+    assert_eq!(
+        (again.generation, again.compacted.len()),
+        (report.generation, 0)
+    );
     assert_eq!(pointer(&*store), pointer_before);
     assert_eq!(keys_under(&*store, ""), everything);
 
     match block_on(p.compact_partition(4)) {
         Err(Error::Pipeline(e)) => assert!(
-            matches!(e, PipelineError::NoPartition { partition: 4, last: 3, .. }),
+            matches!(
+                e,
+                PipelineError::NoPartition {
+                    partition: 4,
+                    last: 3,
+                    ..
+                }
+            ),
             "{e}"
         ),
         other => panic!("expected NoPartition, got {other:?}"),
@@ -600,7 +625,9 @@ fn configuration_keys_open_through_a_resolver() {
     }
     impl Resolver for TestKeys {
         fn wrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyWrapper>>, Error> {
-            let Some(bytes) = self.file(name) else { return Ok(None) };
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
             let key = match RsaPublicKey::from_bytes(&bytes) {
                 Ok(public) => public,
                 Err(_) => RsaPrivateKey::from_bytes(&bytes)?.public_key().clone(),
@@ -608,11 +635,15 @@ fn configuration_keys_open_through_a_resolver() {
             Ok(Some(Arc::new(key)))
         }
         fn unwrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyUnwrapper>>, Error> {
-            let Some(bytes) = self.file(name) else { return Ok(None) };
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
             Ok(Some(Arc::new(RsaPrivateKey::from_bytes(&bytes)?)))
         }
         fn signer(&self, name: &str) -> Result<Option<ResolvedSigner>, Error> {
-            let Some(bytes) = self.file(name) else { return Ok(None) };
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
             let key = SigningKey::from_bytes(&bytes)?;
             let verifier = Arc::new(key.verifying_key().clone()) as Arc<dyn Verifier>;
             Ok(Some((Arc::new(key) as Arc<dyn Signer>, verifier)))
@@ -640,10 +671,16 @@ fn configuration_keys_open_through_a_resolver() {
     let p = config.pipeline(&path, Some(&resolver)).unwrap();
     assert_eq!(
         *resolver.asked.lock().unwrap(),
-        ["test:alice.pub.pem", "test:producer-rsa.pem", "test:producer-rsa.pem", "test:producer.pem"]
+        [
+            "test:alice.pub.pem",
+            "test:producer-rsa.pem",
+            "test:producer-rsa.pem",
+            "test:producer.pem"
+        ]
     );
     let all = batches();
-    let landing: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("landing")).unwrap());
+    let landing: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::new(dir.path().join("landing")).unwrap());
     for (name, text) in &all {
         let key = ObjectKey::new(format!("t/{name}")).unwrap();
         block_on(landing.put(&key, text.clone().into_bytes().into(), PutMode::Create)).unwrap();
@@ -660,7 +697,11 @@ fn configuration_keys_open_through_a_resolver() {
         block_on(consumer.pull("t", out.path())).unwrap();
         // Each batch was read from its own object key: the merge orders by sequence, so the
         // table equals the direct merge whatever the object names.
-        assert_eq!(std::fs::read(out.path().join("t.csv")).unwrap(), expected(&all), "{who}");
+        assert_eq!(
+            std::fs::read(out.path().join("t.csv")).unwrap(),
+            expected(&all),
+            "{who}"
+        );
     }
 
     // Without a resolver (or with one that does not claim it), a kms: name is refused as
@@ -671,13 +712,19 @@ fn configuration_keys_open_through_a_resolver() {
     );
     for resolve in [None, Some(&resolver as &dyn Resolver)] {
         let err = config.pipeline(&path, resolve).unwrap_err().to_string();
-        assert!(err.contains("\"kms:alias/alice\"") && err.contains("nothing here opens kms:"), "{err}");
+        assert!(
+            err.contains("\"kms:alias/alice\"") && err.contains("nothing here opens kms:"),
+            "{err}"
+        );
     }
     // A state public key that is not the private key's half is refused.
     let (config, path) = write_config(
         "recipients = [\"bob.pub.pem\"]\nstate_public = \"test:alice.pub.pem\"\n\
          state_private = \"test:producer-rsa.pem\"\n",
     );
-    let err = config.pipeline(&path, Some(&resolver)).unwrap_err().to_string();
+    let err = config
+        .pipeline(&path, Some(&resolver))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not the public half"), "{err}");
 }

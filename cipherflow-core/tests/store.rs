@@ -54,7 +54,10 @@ fn stores_name_themselves_for_the_ledger() {
     assert_eq!(shared.name(), expected);
     assert_eq!(FailingStore::new(shared).name(), expected);
     let memory = MemoryStore::new().name();
-    assert_eq!((memory.kind.as_str(), memory.bucket.as_str()), ("memory", ""));
+    assert_eq!(
+        (memory.kind.as_str(), memory.bucket.as_str()),
+        ("memory", "")
+    );
 }
 
 #[test]
