@@ -9,7 +9,8 @@
 //!   names. The step lists the landing prefix itself, so the event only says *which* tables
 //!   to step: a duplicate delivery finds nothing new and writes nothing, and concurrent
 //!   invocations race on the pointer's compare-and-swap, where the loser re-reads and retries.
-//!   Records of other event types or for keys no table lands are reported, not errors.
+//!   Records of other event types, for keys no table lands, or whose keys do not decode are
+//!   reported, not errors.
 //! - **A compaction request** `{"table": "T", "partition": P}`: [`Pipeline::compact_partition`]
 //!   for one partition, so compacting a wide table can fan out over many invocations (one per
 //!   partition) instead of one long one. A partition with no runs is left alone.
@@ -57,11 +58,14 @@ pub struct RoutedObject {
     pub event: String,
     /// The bucket.
     pub bucket: String,
-    /// The key, decoded.
+    /// The key, decoded (as sent if it does not decode).
     pub key: String,
-    /// The table whose landing holds it; `None` if no table does or the event is not a
-    /// creation.
+    /// The table whose landing holds it; `None` if no table does, the event is not a
+    /// creation, or the key does not decode.
     pub table: Option<String>,
+    /// Why the key could not be decoded, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One pipeline step (or compaction) and its result.
@@ -196,8 +200,13 @@ impl Handler {
             let name = record.event_name.clone().unwrap_or_default();
             let bucket = record.s3.bucket.name.clone().unwrap_or_default();
             let raw = record.s3.object.key.as_deref().unwrap_or_default();
-            let key = decode_key(raw)?;
-            let table = if name.starts_with("ObjectCreated:") {
+            // A key that does not decode cannot be a landed object any table reads (object
+            // keys are UTF-8): it is reported, not retried.
+            let (key, problem) = match decode_key(raw) {
+                Ok(key) => (key, None),
+                Err(e) => (raw.to_owned(), Some(e.to_string())),
+            };
+            let table = if name.starts_with("ObjectCreated:") && problem.is_none() {
                 self.pipelines.iter().position(|p| lands(p, &bucket, &key))
             } else {
                 None
@@ -212,6 +221,7 @@ impl Handler {
                 bucket,
                 key,
                 table: table.map(|i| self.pipelines[i].table.name.clone()),
+                problem,
             });
         }
         for i in tables {
@@ -321,6 +331,180 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema};
+    use cipherflow_core::ledger::Actor;
+    use cipherflow_core::pipeline::{InputFormat, Keys, Location, Stores, Table};
+    use cipherflow_core::store::{
+        Bytes, MemoryStore, ObjectMeta, PutMode, StoreError, StoreName, Version,
+    };
+    use cipherflow_core::{RsaPrivateKey, RsaPublicKey};
+    use std::ops::Range;
+
+    /// A memory store that names itself as the S3 bucket `landing`, prefix `raw/`, as the
+    /// handler's routing reads it.
+    #[derive(Debug, Default)]
+    struct FakeBucket(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for FakeBucket {
+        fn describe(&self) -> String {
+            "s3://landing/raw/".into()
+        }
+        fn name(&self) -> StoreName {
+            StoreName {
+                kind: "s3".into(),
+                bucket: "landing".into(),
+                prefix: "raw/".into(),
+            }
+        }
+        async fn put(
+            &self,
+            key: &ObjectKey,
+            bytes: Bytes,
+            mode: PutMode,
+        ) -> Result<ObjectMeta, StoreError> {
+            self.0.put(key, bytes, mode).await
+        }
+        async fn get(&self, key: &ObjectKey) -> Result<(Bytes, ObjectMeta), StoreError> {
+            self.0.get(key).await
+        }
+        async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes, StoreError> {
+            self.0.get_range(key, range).await
+        }
+        async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+    }
+
+    fn key_file(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cipherflow-core/tests/data");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    fn handler(landing: Arc<FakeBucket>) -> Handler {
+        let other: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let state = RsaPrivateKey::from_bytes(&key_file("producer-rsa.pem")).unwrap();
+        let pipeline = Pipeline {
+            table: Table {
+                name: "t".into(),
+                schema: TableSchema::new(
+                    vec!["id".into(), "name".into()],
+                    &KeySpec::parse_list("id:int64").unwrap(),
+                )
+                .unwrap(),
+                key: "id:int64".into(),
+                partitions: 2,
+            },
+            stores: Stores {
+                landing: Location::new(landing, "cdc t/"),
+                state: Location::new(other.clone(), "state"),
+                share: Location::new(other.clone(), "share"),
+                ledger: Location::new(other, "ledger"),
+            },
+            keys: Keys {
+                recipients: vec![Arc::new(
+                    RsaPublicKey::from_bytes(&key_file("alice.pub.pem")).unwrap(),
+                )],
+                state_seal: Arc::new(state.public_key().clone()),
+                state_open: Arc::new(state),
+                signer: None,
+                state_verifier: None,
+            },
+            input: InputFormat::Dms(DmsOptions::default()),
+            compact_after: 8,
+            actor: Actor::default(),
+        };
+        Handler::new(vec![pipeline]).unwrap()
+    }
+
+    fn record(event: &str, bucket: &str, key: &str) -> Value {
+        serde_json::json!({
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-27T20:00:00.000Z", "eventName": event,
+            "userIdentity": {"principalId": "AWS:X"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": {},
+            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": {"key": key}}
+        })
+    }
+
+    #[tokio::test]
+    async fn events_route_by_bucket_and_decoded_prefix_and_step_each_table_once() {
+        let landing = Arc::new(FakeBucket::default());
+        for name in ["a+1.csv", "b 2.csv"] {
+            let key = ObjectKey::new(format!("cdc t/{name}")).unwrap();
+            // Ids 1 to 8: both partitions get changes.
+            let rows: String = (1..=8).map(|id| format!("{id},{name}\n")).collect();
+            let csv = format!("id,name\n{rows}");
+            landing
+                .put(&key, csv.into_bytes().into(), PutMode::Create)
+                .await
+                .unwrap();
+        }
+        let handler = handler(landing);
+        let event = serde_json::json!({"Records": [
+            record("ObjectCreated:Put", "landing", "raw/cdc+t/a%2B1.csv"),
+            record("ObjectCreated:Put", "landing", "raw/cdc+t/b+2.csv"),
+            record("ObjectCreated:Put", "elsewhere", "raw/cdc+t/a%2B1.csv"),
+            record("ObjectCreated:Put", "landing", "cdc+t/a%2B1.csv"),
+            record("ObjectRemoved:Delete", "landing", "raw/cdc+t/a%2B1.csv"),
+            record("ObjectCreated:Put", "landing", "raw/cdc+t/%FF.csv"),
+        ]});
+        let outcome = handler.handle(event.clone()).await.unwrap();
+        let routed: Vec<(&str, Option<&str>)> = outcome
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.table.as_deref()))
+            .collect();
+        assert_eq!(
+            routed,
+            [
+                ("raw/cdc t/a+1.csv", Some("t")),
+                ("raw/cdc t/b 2.csv", Some("t")),
+                ("raw/cdc t/a+1.csv", None),
+                ("cdc t/a+1.csv", None),
+                ("raw/cdc t/a+1.csv", None),
+                ("raw/cdc+t/%FF.csv", None),
+            ]
+        );
+        assert!(
+            outcome.objects[5]
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("not UTF-8")
+        );
+        // Two records of one table: one step, applying both files.
+        assert_eq!(outcome.steps.len(), 1);
+        let step = &outcome.steps[0];
+        assert_eq!((step.generation, step.applied.len()), (1, 2));
+
+        // Delivered again: the step finds both applied.
+        let again = handler.handle(event).await.unwrap();
+        assert_eq!((again.steps[0].generation, again.steps[0].skipped), (1, 2));
+
+        // Compaction on request, then again (nothing left to compact).
+        let request = serde_json::json!({"table": "t", "partition": 1});
+        let first = handler.handle(request.clone()).await.unwrap();
+        assert_eq!(first.steps[0].compacted, [1]);
+        let second = handler.handle(request).await.unwrap();
+        assert!(second.steps[0].compacted.is_empty());
+        assert_eq!(second.steps[0].generation, first.steps[0].generation);
+
+        for bad in [
+            serde_json::json!({"table": "nope", "partition": 0}),
+            serde_json::json!({"table": "t", "partition": 9}),
+            serde_json::json!({"something": "else"}),
+        ] {
+            assert!(handler.handle(bad.clone()).await.is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn keys_decode_as_form_url_encoding() {

@@ -81,7 +81,8 @@ lambda_venv="$root/.venv-lambda"
 if ! "$lambda_venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q '^cargo-lambda 1\.9\.2 '; then
     echo "run-moto-tests: installing cargo-lambda 1.9.2 into $lambda_venv" >&2
     python3 -m venv "$lambda_venv"
-    "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+    # --no-deps: watch and invoke need no zig (only `cargo lambda build` cross-links with it).
+    "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'cargo-lambda==1.9.2'
 fi
 cargo build -p cipherflow-aws --features moto-tests --bin cipherflow-lambda --locked
 "$venv/bin/python" "$here/lambda/lambda_test.py" \
