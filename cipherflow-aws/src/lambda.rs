@@ -334,9 +334,7 @@ mod tests {
     use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema};
     use cipherflow_core::ledger::Actor;
     use cipherflow_core::pipeline::{InputFormat, Keys, Location, Stores, Table};
-    use cipherflow_core::store::{
-        Bytes, MemoryStore, ObjectMeta, PutMode, StoreError, StoreName, Version,
-    };
+    use cipherflow_core::store::{Bytes, MemoryStore, ObjectMeta, PutMode, StoreError, StoreName};
     use cipherflow_core::{RsaPrivateKey, RsaPublicKey};
     use std::ops::Range;
 
