@@ -4,6 +4,10 @@
 //! - `kms`: [`kms::KmsPublicKey`] and [`kms::KmsEncrypt`] (key wrappers),
 //!   [`kms::KmsDecrypt`] (key unwrapper) and [`kms::KmsSigner`] (signer) on AWS KMS keys.
 //! - `s3`: [`s3::S3Store`], the core's `ObjectStore` on an S3 bucket.
+//! - `kms` and `s3` together: [`resolve::AwsResolver`], which opens the `s3://` stores and
+//!   `kms:` keys a `pipeline.toml` names.
+//! - `lambda`: [`lambda::Handler`], the `cipherflow-lambda` function: pipeline steps on S3
+//!   `ObjectCreated` events, and one partition's compaction on request.
 //!
 //! See the crate README for the IAM permissions each mode needs and what the emulator-based
 //! tests can and cannot show.
@@ -14,6 +18,10 @@ pub use cipherflow_core as core;
 
 #[cfg(feature = "kms")]
 pub mod kms;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+#[cfg(all(feature = "kms", feature = "s3"))]
+pub mod resolve;
 #[cfg(feature = "kms")]
 mod runtime;
 #[cfg(feature = "s3")]

@@ -29,7 +29,9 @@ use aws_sdk_s3::types::{
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use cipherflow_core::store::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, Version};
+use cipherflow_core::store::{
+    ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, StoreName, Version,
+};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
@@ -522,6 +524,14 @@ impl S3Store {
 impl ObjectStore for S3Store {
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn name(&self) -> StoreName {
+        StoreName {
+            kind: "s3".into(),
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+        }
     }
 
     async fn put(

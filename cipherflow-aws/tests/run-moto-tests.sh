@@ -4,8 +4,11 @@
 # Creates (or reuses) the venv .venv-moto at the repository root with pinned moto, starts the
 # project's launcher (tests/aws_emulator/moto_rsa_server.py) on a free port, waits until it
 # answers, runs `cargo test -p cipherflow-aws --features kms,s3,moto-tests --locked` with
-# CIPHERFLOW_MOTO_ENDPOINT set, and always stops the server. Extra arguments go to cargo test
-# (e.g. `-- --nocapture`). Needs python3 (3.9+) with venv, and network access to PyPI the
+# CIPHERFLOW_MOTO_ENDPOINT set, then the command line's AWS tests, then the Lambda function
+# under `cargo lambda watch` (tests/lambda/lambda_test.py; cargo-lambda from PyPI in the venv
+# .venv-lambda), and always stops the server. Every build uses the same features
+# (cipherflow-aws/moto-tests), so the AWS SDK is compiled once. Extra arguments go to cargo
+# test (e.g. `-- --nocapture`). Needs python3 (3.9+) with venv, and network access to PyPI the
 # first time.
 set -euo pipefail
 
@@ -69,4 +72,21 @@ AWS_SECRET_ACCESS_KEY=testing \
 AWS_REGION=us-east-1 \
 AWS_DEFAULT_REGION=us-east-1 \
 AWS_EC2_METADATA_DISABLED=true \
-    cargo test -p cipherflow-cli --features aws --test aws --locked "$@"
+    cargo test -p cipherflow-cli --features aws,cipherflow-aws/moto-tests --test aws --locked "$@"
+
+# The Lambda handler in a Lambda runtime emulation: `cargo lambda watch` builds and runs
+# cipherflow-lambda (debug profile, the same features as above: nothing of the SDK rebuilds),
+# and the driver invokes it with S3 event JSON and compares with `cipherflow run`.
+lambda_venv="$root/.venv-lambda"
+if ! "$lambda_venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q '^cargo-lambda 1\.9\.2 '; then
+    echo "run-moto-tests: installing cargo-lambda 1.9.2 into $lambda_venv" >&2
+    python3 -m venv "$lambda_venv"
+    # --no-deps: watch and invoke need no zig (only `cargo lambda build` cross-links with it).
+    "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'cargo-lambda==1.9.2'
+fi
+cargo build -p cipherflow-aws --features moto-tests --bin cipherflow-lambda --locked
+"$venv/bin/python" "$here/lambda/lambda_test.py" \
+    --endpoint "$endpoint" \
+    --cipherflow "${CARGO_TARGET_DIR:-$root/target}/debug/cipherflow" \
+    --cargo-lambda "$lambda_venv/bin/cargo-lambda" \
+    --features moto-tests

@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use cipherflow_aws::aws_config::{self, BehaviorVersion, SdkConfig};
 use cipherflow_aws::aws_sdk_kms::Client as KmsClient;
 use cipherflow_aws::kms::{KmsDecrypt, KmsPublicKey, KmsSigner};
-use cipherflow_aws::s3::{S3Options, S3Store};
 use cipherflow_core::store::{ObjectKey, ObjectStore, PutMode};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, KeyWrapper, Signer, VerifyingKey};
 
@@ -92,14 +91,18 @@ pub fn verifier(key: &str) -> Result<VerifyingKey, Error> {
     Ok(signer.verifying_key().clone())
 }
 
+/// Opens the `s3://` stores and `kms:` keys of a `pipeline.toml`.
+pub fn resolver() -> Result<cipherflow_aws::resolve::AwsResolver, Error> {
+    Ok(cipherflow_aws::resolve::AwsResolver::new(&aws()?.config))
+}
+
 /// An `s3://bucket/prefix` store (the prefix may be empty).
 pub fn store(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
-    let (bucket, prefix) = split(url)?;
-    let aws = aws()?;
-    let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let options = S3Options::default().force_path_style(custom_endpoint);
-    Ok(Arc::new(S3Store::new(&aws.config, bucket, prefix, options)))
+    let store = resolver()?
+        .s3_store(url)
+        .context(|| format!("opening {url}"))?
+        .ok_or_else(|| Error::Usage(format!("{url} is not an s3:// URL")))?;
+    Ok(Arc::new(store))
 }
 
 /// Reads the object `s3://bucket/key` whole.

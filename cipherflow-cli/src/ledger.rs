@@ -124,7 +124,7 @@ pub struct CheckpointArgs {
 /// `cipherflow ledger verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The ledger folder.
+    /// The ledger folder, or `s3://bucket/prefix` (with the `aws` feature).
     #[arg(long, value_name = "DIR")]
     pub ledger: PathBuf,
     /// A public key trusted to sign checkpoints; repeat for several (rotated keys).
@@ -306,8 +306,15 @@ fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, Error> {
 fn verify(args: VerifyArgs) -> Result<(), Error> {
     let keys = trusted(&args.trusted_keys)?;
     let context = || format!("verifying ledger {}", args.ledger.display());
-    let report =
-        block_on(Ledger::verify(folder(&args.ledger, false)?, "", &keys)).context(context)?;
+    // A ledger on S3 (`s3://bucket/prefix`, with the `aws` feature) verifies the same way.
+    let name = args.ledger.to_string_lossy();
+    let report = if name.starts_with("s3://") {
+        let store = crate::pipeline::open_store(&name)?;
+        crate::pipeline::drive(Ledger::verify(store, "", &keys))?
+    } else {
+        block_on(Ledger::verify(folder(&args.ledger, false)?, "", &keys))
+    }
+    .context(context)?;
     if report.records > report.signed_size && !args.allow_unsigned_tail {
         return Err(Error::core(
             context(),

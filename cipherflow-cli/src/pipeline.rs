@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig, published_tables};
+use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig, Resolver, published_tables};
 use cipherflow_core::store::{LocalStore, ObjectStore};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, Verifier};
 use serde::Serialize;
@@ -118,23 +118,23 @@ pub fn gc(args: GcArgs) -> Result<(), Error> {
     })
 }
 
+/// Loads `pipeline.toml`; with the `aws` feature its `s3://` stores and `kms:` keys open
+/// through cipherflow-aws's resolver (without it, such names are refused by name).
 fn load(path: &Path) -> Result<cipherflow_core::pipeline::Pipeline, Error> {
     let config = PipelineConfig::load(path).context(|| "loading the pipeline configuration")?;
-    let resolve = |name: &str| -> Result<Option<Arc<dyn ObjectStore>>, CoreError> {
-        if !name.starts_with("s3://") {
-            return Ok(None);
-        }
-        open_store(name)
-            .map(Some)
-            .map_err(|e| CoreError::misuse(e.to_string()))
-    };
+    #[cfg(feature = "aws")]
+    let aws = crate::aws::resolver()?;
+    #[cfg(feature = "aws")]
+    let resolver: Option<&dyn Resolver> = Some(&aws);
+    #[cfg(not(feature = "aws"))]
+    let resolver: Option<&dyn Resolver> = None;
     config
-        .pipeline(path, Some(&resolve))
+        .pipeline(path, resolver)
         .context(|| format!("setting up the pipeline of {}", path.display()))
 }
 
 /// A store argument: a local folder, or `s3://bucket/prefix` (with the `aws` feature).
-fn open_store(name: &str) -> Result<Arc<dyn ObjectStore>, Error> {
+pub(crate) fn open_store(name: &str) -> Result<Arc<dyn ObjectStore>, Error> {
     if name.starts_with("s3://") {
         #[cfg(feature = "aws")]
         return crate::aws::store(name);
@@ -150,7 +150,7 @@ fn open_store(name: &str) -> Result<Arc<dyn ObjectStore>, Error> {
 }
 
 /// Drives a store future: on the AWS runtime when S3 may be involved, else on this thread.
-fn drive<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
+pub(crate) fn drive<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
     #[cfg(feature = "aws")]
     return crate::aws::block_on(future);
     #[cfg(not(feature = "aws"))]

@@ -520,3 +520,211 @@ fn a_debezium_pipeline_publishes_the_same_table_as_a_direct_merge() {
     let table = pull(store, "alice", out.path()).unwrap();
     assert_eq!(table, data("debezium/expected.csv"));
 }
+
+#[test]
+fn compacting_one_partition_on_request_rewrites_only_it_and_keeps_the_table() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    // Never compacts by itself: every batch leaves runs.
+    let p = pipeline(store.clone(), 100);
+    let all = batches();
+    for (name, text) in &all {
+        land(&*store, name, text);
+        block_on(p.run_once()).unwrap();
+    }
+    let alice = tempfile::tempdir().unwrap();
+    assert_eq!(
+        pull(store.clone(), "alice", alice.path()).unwrap(),
+        expected(&all)
+    );
+    let target = (0..4)
+        .find(|part| !keys_under(&*store, &format!("share/t/runs/{part}/")).is_empty())
+        .expect("some partition has runs");
+    let before_share = keys_under(&*store, "share/");
+    let before_state = keys_under(&*store, "state/");
+
+    let report = block_on(p.compact_partition(target)).unwrap();
+    assert_eq!(report.compacted, vec![target]);
+    assert_eq!(report.generation, all.len() as u64 + 1);
+    assert!(report.applied.is_empty() && report.partitions_touched.is_empty());
+    let new = |prefix: &str, before: &[String]| -> Vec<String> {
+        keys_under(&*store, prefix)
+            .into_iter()
+            .filter(|k| !before.contains(k) && !k.ends_with("/_latest"))
+            .collect()
+    };
+    // One base for that partition and one manifest, in the share and in the state.
+    for (prefix, before) in [("share/", &before_share), ("state/", &before_state)] {
+        let written = new(prefix, before);
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(
+            written[0].starts_with(&format!("{prefix}t/base/{target}/")),
+            "{written:?}"
+        );
+        assert!(
+            written[1].starts_with(&format!("{prefix}t/manifests/")),
+            "{written:?}"
+        );
+    }
+    // The table is unchanged for a consumer following along and for a fresh one.
+    assert_eq!(
+        pull(store.clone(), "alice", alice.path()).unwrap(),
+        expected(&all)
+    );
+    let bob = tempfile::tempdir().unwrap();
+    assert_eq!(
+        pull(store.clone(), "bob", bob.path()).unwrap(),
+        expected(&all)
+    );
+
+    // A repeated request (a duplicate delivery) finds no runs: nothing is written.
+    let pointer_before = pointer(&*store);
+    let everything = keys_under(&*store, "");
+    let again = block_on(p.compact_partition(target)).unwrap();
+    assert_eq!(
+        (again.generation, again.compacted.len()),
+        (report.generation, 0)
+    );
+    assert_eq!(pointer(&*store), pointer_before);
+    assert_eq!(keys_under(&*store, ""), everything);
+
+    match block_on(p.compact_partition(4)) {
+        Err(Error::Pipeline(e)) => assert!(
+            matches!(
+                e,
+                PipelineError::NoPartition {
+                    partition: 4,
+                    last: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        ),
+        other => panic!("expected NoPartition, got {other:?}"),
+    }
+    assert!(verify_ledger(store) > 0);
+}
+
+/// Keys named `test:NAME` come from a resolver (as `kms:` names come from cipherflow-aws's),
+/// mixed with a key file; a scheme nobody resolves is refused by name.
+#[test]
+fn configuration_keys_open_through_a_resolver() {
+    use cipherflow_core::pipeline::{PipelineConfig, ResolvedSigner, Resolver};
+    use cipherflow_core::{KeyUnwrapper, KeyWrapper, Signer};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct TestKeys {
+        asked: Mutex<Vec<String>>,
+    }
+    impl TestKeys {
+        fn file(&self, name: &str) -> Option<Vec<u8>> {
+            let rest = name.strip_prefix("test:")?;
+            self.asked.lock().unwrap().push(name.to_owned());
+            Some(data(rest))
+        }
+    }
+    impl Resolver for TestKeys {
+        fn wrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyWrapper>>, Error> {
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
+            let key = match RsaPublicKey::from_bytes(&bytes) {
+                Ok(public) => public,
+                Err(_) => RsaPrivateKey::from_bytes(&bytes)?.public_key().clone(),
+            };
+            Ok(Some(Arc::new(key)))
+        }
+        fn unwrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyUnwrapper>>, Error> {
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
+            Ok(Some(Arc::new(RsaPrivateKey::from_bytes(&bytes)?)))
+        }
+        fn signer(&self, name: &str) -> Result<Option<ResolvedSigner>, Error> {
+            let Some(bytes) = self.file(name) else {
+                return Ok(None);
+            };
+            let key = SigningKey::from_bytes(&bytes)?;
+            let verifier = Arc::new(key.verifying_key().clone()) as Arc<dyn Verifier>;
+            Ok(Some((Arc::new(key) as Arc<dyn Signer>, verifier)))
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bob.pub.pem"), data("bob.pub.pem")).unwrap();
+    let write_config = |keys: &str| {
+        let text = format!(
+            "[table]\nname = \"t\"\ncolumns = [\"id\", \"name\", \"amount\"]\nkey = \"id:int64\"\n\
+             partitions = 4\n[input]\nprefix = \"t/\"\nsequence_column = \"seq\"\n\
+             [stores]\nlanding = \"landing\"\nstate = \"state\"\nshare = \"share\"\nledger = \"ledger\"\n\
+             [keys]\n{keys}"
+        );
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        (PipelineConfig::load(&path).unwrap(), path)
+    };
+    let (config, path) = write_config(
+        "recipients = [\"test:alice.pub.pem\", \"bob.pub.pem\"]\nstate_public = \"test:producer-rsa.pem\"\n\
+         state_private = \"test:producer-rsa.pem\"\nsigner = \"test:producer.pem\"\n",
+    );
+    let resolver = TestKeys::default();
+    let p = config.pipeline(&path, Some(&resolver)).unwrap();
+    assert_eq!(
+        *resolver.asked.lock().unwrap(),
+        [
+            "test:alice.pub.pem",
+            "test:producer-rsa.pem",
+            "test:producer-rsa.pem",
+            "test:producer.pem"
+        ]
+    );
+    let all = batches();
+    let landing: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::new(dir.path().join("landing")).unwrap());
+    for (name, text) in &all {
+        let key = ObjectKey::new(format!("t/{name}")).unwrap();
+        block_on(landing.put(&key, text.clone().into_bytes().into(), PutMode::Create)).unwrap();
+    }
+    block_on(p.run_once()).unwrap();
+    let share: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("share")).unwrap());
+    for who in ["alice", "bob"] {
+        let out = tempfile::tempdir().unwrap();
+        let consumer = Consumer {
+            share: Location::new(share.clone(), ""),
+            key: Arc::new(RsaPrivateKey::from_bytes(&data(&format!("{who}.pem"))).unwrap()),
+            signer: Some(Arc::new(signer().verifying_key().clone()) as Arc<dyn Verifier>),
+        };
+        block_on(consumer.pull("t", out.path())).unwrap();
+        // Each batch was read from its own object key: the merge orders by sequence, so the
+        // table equals the direct merge whatever the object names.
+        assert_eq!(
+            std::fs::read(out.path().join("t.csv")).unwrap(),
+            expected(&all),
+            "{who}"
+        );
+    }
+
+    // Without a resolver (or with one that does not claim it), a kms: name is refused as
+    // such, never read as a file.
+    let (config, path) = write_config(
+        "recipients = [\"kms:alias/alice\"]\nstate_public = \"test:producer-rsa.pem\"\n\
+         state_private = \"test:producer-rsa.pem\"\n",
+    );
+    for resolve in [None, Some(&resolver as &dyn Resolver)] {
+        let err = config.pipeline(&path, resolve).unwrap_err().to_string();
+        assert!(
+            err.contains("\"kms:alias/alice\"") && err.contains("nothing here opens kms:"),
+            "{err}"
+        );
+    }
+    // A state public key that is not the private key's half is refused.
+    let (config, path) = write_config(
+        "recipients = [\"bob.pub.pem\"]\nstate_public = \"test:alice.pub.pem\"\n\
+         state_private = \"test:producer-rsa.pem\"\n",
+    );
+    let err = config
+        .pipeline(&path, Some(&resolver))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not the public half"), "{err}");
+}

@@ -9,7 +9,7 @@ use std::thread;
 
 use cipherflow_core::store::{
     Bytes, FailingStore, LocalStore, MemoryStore, ObjectKey, ObjectStore, PutMode, StoreError,
-    block_on, conformance,
+    StoreName, block_on, conformance,
 };
 
 fn key(k: &str) -> ObjectKey {
@@ -35,6 +35,29 @@ fn is_injected(result: Result<impl std::fmt::Debug, StoreError>, k: u64) -> bool
 #[test]
 fn memory_store_conforms() {
     block_on(conformance::run(&MemoryStore::new(), "conformance/"));
+}
+
+/// Each store says, typed, how ledger records name it; wrappers pass the name through.
+#[test]
+fn stores_name_themselves_for_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStore::new(dir.path()).unwrap();
+    let root = local.describe().strip_prefix("local:").unwrap().to_owned();
+    let expected = StoreName {
+        kind: "local".into(),
+        bucket: root,
+        prefix: String::new(),
+    };
+    assert_eq!(local.name(), expected);
+    assert_eq!(local.name().full_key(&key("a/b.cfe")), "a/b.cfe");
+    let shared: Arc<dyn ObjectStore> = Arc::new(local);
+    assert_eq!(shared.name(), expected);
+    assert_eq!(FailingStore::new(shared).name(), expected);
+    let memory = MemoryStore::new().name();
+    assert_eq!(
+        (memory.kind.as_str(), memory.bucket.as_str()),
+        ("memory", "")
+    );
 }
 
 #[test]

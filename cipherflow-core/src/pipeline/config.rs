@@ -22,7 +22,7 @@
 //! share = "share"
 //! ledger = "ledger"
 //!
-//! [keys]
+//! [keys]                       # files, or a name the caller resolves (kms:alias/...)
 //! recipients = ["keys/alice.pub.pem", "keys/bob.pub.pem"]
 //! state_public = "keys/state.pub.pem"
 //! state_private = "keys/state.pem"
@@ -31,8 +31,13 @@
 //! [compaction]
 //! max_runs = 8                 # compact a partition with more runs than this
 //! ```
+//!
+//! A name in `[stores]` or `[keys]` with a scheme (`s3://bucket/prefix`, `kms:alias/x`) is
+//! not a local path: a [`Resolver`] the caller passes opens it (cipherflow-aws has one for S3
+//! and KMS), so the core never depends on a cloud SDK. A scheme no resolver claims is a
+//! configuration error, never a file name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -41,7 +46,9 @@ use super::{InputFormat, Keys, Location, Pipeline, PipelineError, Stores, Table}
 use crate::cdc::{DebeziumOptions, DmsOptions, KeySpec, TableSchema};
 use crate::ledger::Actor;
 use crate::store::{LocalStore, ObjectStore};
-use crate::{Error, RsaPrivateKey, RsaPublicKey, SigningKey, Verifier};
+use crate::{
+    Error, KeyUnwrapper, KeyWrapper, RsaPrivateKey, RsaPublicKey, Signer, SigningKey, Verifier,
+};
 
 /// The parsed file.
 #[derive(Debug, Clone, Deserialize)]
@@ -124,18 +131,18 @@ pub struct StoresConfig {
     pub ledger: String,
 }
 
-/// `[keys]`: key files.
+/// `[keys]`: key files (relative to the configuration file), or names a [`Resolver`] opens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     /// Consumers' RSA public keys.
-    pub recipients: Vec<PathBuf>,
+    pub recipients: Vec<String>,
     /// The pipeline's own RSA public key (seals the state).
-    pub state_public: PathBuf,
+    pub state_public: String,
     /// Its private key (opens the state).
-    pub state_private: PathBuf,
+    pub state_private: String,
     /// A signing key (P-256 or RSA), optional.
-    pub signer: Option<PathBuf>,
+    pub signer: Option<String>,
 }
 
 /// `[compaction]`.
@@ -163,17 +170,88 @@ fn default_max_runs() -> usize {
     8
 }
 
-/// Opens a store named in `[stores]`; the default opens local folders.
-pub type StoreResolver<'a> = &'a dyn Fn(&str) -> Result<Option<Arc<dyn ObjectStore>>, Error>;
+/// Opens the names in `[stores]` and `[keys]` that are not local paths (`s3://...`,
+/// `kms:...`). Each method answers `None` for a name it does not claim; the configuration then
+/// opens it as a local folder or key file, or refuses it if it has a scheme.
+///
+/// A closure `Fn(&str) -> Result<Option<Arc<dyn ObjectStore>>, Error>` is a resolver of
+/// stores only.
+pub trait Resolver {
+    /// A store named in `[stores]`.
+    fn store(&self, name: &str) -> Result<Option<Arc<dyn ObjectStore>>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// A public key that wraps data keys: a recipient, or the state's public key.
+    fn wrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyWrapper>>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// The state's private key, which unwraps them.
+    fn unwrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyUnwrapper>>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// A signing key, with the verifier of its signatures.
+    fn signer(&self, name: &str) -> Result<Option<ResolvedSigner>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+}
+
+/// A signing key and the verifier of its signatures, as a [`Resolver`] opens them.
+pub type ResolvedSigner = (Arc<dyn Signer>, Arc<dyn Verifier>);
+
+impl<F> Resolver for F
+where
+    F: Fn(&str) -> Result<Option<Arc<dyn ObjectStore>>, Error>,
+{
+    fn store(&self, name: &str) -> Result<Option<Arc<dyn ObjectStore>>, Error> {
+        self(name)
+    }
+}
+
+/// The scheme of a name like `kms:alias/x` or `s3://bucket` (two or more letters, digits or
+/// `+-.` before the first `:`; a one-letter "scheme" is a Windows drive).
+fn scheme(name: &str) -> Option<&str> {
+    let (scheme, _) = name.split_once(':')?;
+    let valid = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
 
 impl PipelineConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PipelineConfig, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| config_error(path, e.to_string()))?;
+        PipelineConfig::parse(&text, path)
+    }
+
+    /// Parses and checks the text of a configuration read from elsewhere (an S3 object);
+    /// `source` names it in errors, and local paths in it are relative to its folder.
+    pub fn parse(text: &str, source: &Path) -> Result<PipelineConfig, Error> {
         let config: PipelineConfig =
-            toml::from_str(&text).map_err(|e| config_error(path, e.to_string()))?;
-        config.table(path)?;
+            toml::from_str(text).map_err(|e| config_error(source, e.to_string()))?;
+        config.table(source)?;
         Ok(config)
+    }
+
+    /// Every name in `[stores]` and `[keys]` (for a caller that must check where they point,
+    /// such as a Lambda function that has no local files).
+    pub fn names(&self) -> Vec<&str> {
+        let s = &self.stores;
+        let k = &self.keys;
+        let mut names = vec![&*s.landing, &*s.state, &*s.share, &*s.ledger];
+        names.extend(k.recipients.iter().map(String::as_str));
+        names.extend([&*k.state_public, &*k.state_private]);
+        names.extend(k.signer.as_deref());
+        names
     }
 
     fn table(&self, path: &Path) -> Result<Table, Error> {
@@ -203,20 +281,29 @@ impl PipelineConfig {
         })
     }
 
-    /// Builds the pipeline: loads the keys, opens the stores (folders relative to the file's
-    /// folder `base`, unless `resolve` claims the name).
-    pub fn pipeline(
-        &self,
-        path: &Path,
-        resolve: Option<StoreResolver<'_>>,
-    ) -> Result<Pipeline, Error> {
+    /// Builds the pipeline: opens the stores and keys (local folders and files relative to
+    /// the file's folder, unless `resolve` claims the name).
+    pub fn pipeline(&self, path: &Path, resolve: Option<&dyn Resolver>) -> Result<Pipeline, Error> {
         let base = path.parent().unwrap_or(Path::new("."));
+        let unclaimed = |name: &str, what: &str| -> Result<(), Error> {
+            match scheme(name) {
+                Some(scheme) => Err(config_error(
+                    path,
+                    format!(
+                        "{what} {name:?}: nothing here opens {scheme}: names \
+                         (for kms: and s3://, build cipherflow with AWS support)"
+                    ),
+                )),
+                None => Ok(()),
+            }
+        };
         let open = |name: &str| -> Result<Location, Error> {
             if let Some(resolve) = resolve
-                && let Some(store) = resolve(name)?
+                && let Some(store) = resolve.store(name)?
             {
                 return Ok(Location::new(store, ""));
             }
+            unclaimed(name, "store")?;
             let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(base.join(name))?);
             Ok(Location::new(store, ""))
         };
@@ -226,29 +313,64 @@ impl PipelineConfig {
             share: open(&self.stores.share)?,
             ledger: open(&self.stores.ledger)?,
         };
+        let wrapper = |name: &str| -> Result<Arc<dyn KeyWrapper>, Error> {
+            if let Some(resolve) = resolve
+                && let Some(key) = resolve.wrapper(name)?
+            {
+                return Ok(key);
+            }
+            unclaimed(name, "key")?;
+            Ok(Arc::new(load_public_key(&base.join(name))?))
+        };
         let k = &self.keys;
         if k.recipients.is_empty() {
             return Err(config_error(path, "keys.recipients is empty".into()));
         }
-        let mut recipients: Vec<Arc<dyn crate::KeyWrapper>> = Vec::new();
-        for file in &k.recipients {
-            recipients.push(Arc::new(load_public_key(&base.join(file))?));
-        }
-        let state_private = load_private_key(&base.join(&k.state_private))?;
-        let state_public = load_public_key(&base.join(&k.state_public))?;
+        let recipients = k
+            .recipients
+            .iter()
+            .map(|name| wrapper(name))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let state_public = wrapper(&k.state_public)?;
+        let resolved = match resolve {
+            Some(resolve) => resolve.unwrapper(&k.state_private)?,
+            None => None,
+        };
+        let state_private: Arc<dyn KeyUnwrapper> = match resolved {
+            Some(key) => key,
+            None => {
+                unclaimed(&k.state_private, "key")?;
+                Arc::new(load_private_key(&base.join(&k.state_private))?)
+            }
+        };
         if state_private.key_id() != state_public.key_id() {
             return Err(config_error(
                 path,
                 "keys.state_public is not the public half of keys.state_private".into(),
             ));
         }
-        let signer = match &k.signer {
-            Some(file) => Some(read_key_file(&base.join(file), SigningKey::from_bytes)?),
+        let signer: Option<ResolvedSigner> = match &k.signer {
             None => None,
+            Some(name) => {
+                let resolved = match resolve {
+                    Some(resolve) => resolve.signer(name)?,
+                    None => None,
+                };
+                match resolved {
+                    Some(found) => Some(found),
+                    None => {
+                        unclaimed(name, "key")?;
+                        let key = read_key_file(&base.join(name), SigningKey::from_bytes)?;
+                        let verifier = Arc::new(key.verifying_key().clone()) as Arc<dyn Verifier>;
+                        Some((Arc::new(key) as Arc<dyn Signer>, verifier))
+                    }
+                }
+            }
         };
-        let state_verifier = signer
-            .as_ref()
-            .map(|s| Arc::new(s.verifying_key().clone()) as Arc<dyn Verifier>);
+        let (signer, state_verifier) = match signer {
+            Some((signer, verifier)) => (Some(signer), Some(verifier)),
+            None => (None, None),
+        };
         let input = &self.input;
         let input = match input.format {
             FormatName::Dms => InputFormat::Dms(DmsOptions {
@@ -267,9 +389,9 @@ impl PipelineConfig {
             stores,
             keys: Keys {
                 recipients,
-                state_seal: Arc::new(state_public),
-                state_open: Arc::new(state_private),
-                signer: signer.map(|s| Arc::new(s) as Arc<dyn crate::Signer>),
+                state_seal: state_public,
+                state_open: state_private,
+                signer,
                 state_verifier,
             },
             input,

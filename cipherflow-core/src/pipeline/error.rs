@@ -41,6 +41,16 @@ pub enum PipelineError {
         /// The generation found.
         found: u64,
     },
+    /// A partition number outside the table's partitions.
+    #[error("table {table} has partitions 0 to {last}, not {partition}")]
+    NoPartition {
+        /// The table.
+        table: String,
+        /// The partition asked for.
+        partition: u32,
+        /// The table's last partition.
+        last: u32,
+    },
     /// Concurrent runs kept winning the manifest swap.
     #[error("gave up after {attempts} attempts: other runs kept publishing first")]
     Contended {

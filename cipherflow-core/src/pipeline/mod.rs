@@ -32,7 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-pub use config::{FormatName, PipelineConfig, load_private_key, load_public_key};
+pub use config::{
+    FormatName, PipelineConfig, ResolvedSigner, Resolver, load_private_key, load_public_key,
+};
 pub use error::PipelineError;
 pub use gc::GcReport;
 pub use manifest::{
@@ -98,14 +100,8 @@ impl Location {
 
     /// How the ledger names an object of this location: (store kind, bucket or folder, key).
     fn object_ref(&self, key: &ObjectKey, bytes: &[u8], version: &Version) -> ObjectRef {
-        let describe = self.store.describe();
-        let (store, rest) = describe.split_once(':').unwrap_or((&describe, ""));
-        let rest = rest.trim_start_matches("//");
-        let (bucket, key_prefix) = match store {
-            "s3" => rest.split_once('/').unwrap_or((rest, "")),
-            _ => (rest, ""),
-        };
-        let mut object = ObjectRef::of_bytes(store, bucket, &format!("{key_prefix}{key}"), bytes);
+        let name = self.store.name();
+        let mut object = ObjectRef::of_bytes(&name.kind, &name.bucket, &name.full_key(key), bytes);
         object.version_id = Some(version.0.clone());
         object
     }
@@ -230,6 +226,13 @@ pub struct StepReport {
     pub millis: u64,
 }
 
+/// What a step does: apply newly landed files, or compact one partition.
+#[derive(Clone, Copy)]
+enum Step {
+    Land,
+    Compact(u32),
+}
+
 /// A sealed object of a step, before it is written.
 struct Piece {
     rel: String,
@@ -248,9 +251,34 @@ impl Pipeline {
     /// published first. Nothing new under the landing prefix is not an error: the report
     /// says so and nothing is written.
     pub async fn run_once(&self) -> Result<StepReport, Error> {
+        self.retrying(Step::Land).await
+    }
+
+    /// Compacts partition `p` now, whatever its run count: its base and runs merge into a new
+    /// base, and a manifest naming it is published (the table's contents do not change). The
+    /// per-partition entry point of a fan-out, one invocation per partition. A partition with
+    /// no runs is left as it is and nothing is written, so a repeated request is harmless;
+    /// like [`Pipeline::run_once`] it re-reads and retries when another step publishes first.
+    pub async fn compact_partition(&self, p: u32) -> Result<StepReport, Error> {
+        if p >= self.table.partitions {
+            return Err(PipelineError::NoPartition {
+                table: self.table.name.clone(),
+                partition: p,
+                last: self.table.partitions - 1,
+            }
+            .into());
+        }
+        self.retrying(Step::Compact(p)).await
+    }
+
+    async fn retrying(&self, step: Step) -> Result<StepReport, Error> {
         let started = Instant::now();
         for attempt in 1..=MAX_ATTEMPTS {
-            match self.attempt().await {
+            let result = match step {
+                Step::Land => self.attempt().await,
+                Step::Compact(p) => self.compact_attempt(p).await,
+            };
+            match result {
                 Ok(mut report) => {
                     report.attempts = attempt;
                     report.millis = started.elapsed().as_millis() as u64;
@@ -407,21 +435,70 @@ impl Pipeline {
         }
         for p in report.partitions_touched.clone() {
             if manifest.partitions[p as usize].runs.len() > self.compact_after {
-                let piece = self.compact(&manifest, p, &pieces).await?;
-                let partition = &mut manifest.partitions[p as usize];
-                let through = partition.runs.last().map(|r| r.seq).unwrap_or(0);
-                partition.base = Some(Base {
-                    id: hex::encode(Sha256::digest(&piece.plaintext)),
-                    through,
-                    size: piece.plaintext.len() as u64,
-                });
-                partition.runs.clear();
-                report.compacted.push(p);
-                // This step's own run of the partition is in the base: never written.
-                pieces.retain(|other| !(other.kind == "run" && other.partition == Some(p)));
-                pieces.push(piece);
+                self.compact_into(&mut manifest, p, &mut pieces, &mut report)
+                    .await?;
             }
         }
+        self.publish(manifest, pieces, landed, pointer_version, &mut report)
+            .await?;
+        index.save(&self.stores.state, &table.name).await;
+        Ok(report)
+    }
+
+    /// One attempt of [`Pipeline::compact_partition`].
+    async fn compact_attempt(&self, p: u32) -> Result<StepReport, Error> {
+        let (mut manifest, pointer_version) = self.current().await?;
+        let mut report = StepReport {
+            generation: manifest.generation,
+            ..StepReport::default()
+        };
+        if manifest.partitions[p as usize].runs.is_empty() {
+            return Ok(report);
+        }
+        let mut pieces = Vec::new();
+        self.compact_into(&mut manifest, p, &mut pieces, &mut report)
+            .await?;
+        self.publish(manifest, pieces, Vec::new(), pointer_version, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// Compacts partition `p` of `manifest` into a new base piece, replacing this step's own
+    /// run of it (if any) in `pieces`.
+    async fn compact_into(
+        &self,
+        manifest: &mut Manifest,
+        p: u32,
+        pieces: &mut Vec<Piece>,
+        report: &mut StepReport,
+    ) -> Result<(), Error> {
+        let piece = self.compact(manifest, p, pieces).await?;
+        let partition = &mut manifest.partitions[p as usize];
+        let through = partition.runs.last().map(|r| r.seq).unwrap_or(0);
+        partition.base = Some(Base {
+            id: hex::encode(Sha256::digest(&piece.plaintext)),
+            through,
+            size: piece.plaintext.len() as u64,
+        });
+        partition.runs.clear();
+        report.compacted.push(p);
+        // This step's own run of the partition is in the base: never written.
+        pieces.retain(|other| !(other.kind == "run" && other.partition == Some(p)));
+        pieces.push(piece);
+        Ok(())
+    }
+
+    /// Seals and writes `pieces` and the next generation's manifest, records them in the
+    /// ledger, and swaps the pointer (compare-and-swap from `pointer_version`).
+    async fn publish(
+        &self,
+        mut manifest: Manifest,
+        mut pieces: Vec<Piece>,
+        landed: Vec<ObjectRef>,
+        pointer_version: Option<Version>,
+        report: &mut StepReport,
+    ) -> Result<(), Error> {
+        let table = &self.table;
         manifest.generation += 1;
         report.generation = manifest.generation;
         let (manifest_bytes, manifest_hash) = manifest.encode();
@@ -461,8 +538,7 @@ impl Pipeline {
             .store
             .put(&key, pointer.encode().into(), mode)
             .await?;
-        index.save(&self.stores.state, &table.name).await;
-        Ok(report)
+        Ok(())
     }
 
     /// Merges partition `p`'s base and runs (read back from the state store, or from this

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError};
+use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, StoreName};
 
 /// Wraps a store, counting every operation (put, get, get_range, head, list, delete; 1-based)
 /// and failing the chosen one with [`StoreError::Backend`] "injected fault at operation k".
@@ -114,6 +114,11 @@ impl<S: ObjectStore> FailingStore<S> {
 impl<S: ObjectStore> ObjectStore for FailingStore<S> {
     fn describe(&self) -> String {
         format!("failing:{}", self.inner.describe())
+    }
+
+    /// The wrapped store's: fault injection does not change what the ledger names.
+    fn name(&self) -> StoreName {
+        self.inner.name()
     }
 
     async fn put(

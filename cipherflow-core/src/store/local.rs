@@ -47,7 +47,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::key::MAX_KEY_LEN;
-use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, Version};
+use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, StoreName, Version};
 
 /// Objects as files under a root folder. See the module documentation.
 #[derive(Debug, Clone)]
@@ -282,6 +282,14 @@ impl LocalStore {
 impl ObjectStore for LocalStore {
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
+    }
+
+    fn name(&self) -> StoreName {
+        StoreName {
+            kind: "local".into(),
+            bucket: self.root.display().to_string(),
+            prefix: String::new(),
+        }
     }
 
     async fn put(

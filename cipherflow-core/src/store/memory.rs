@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, Version};
+use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, StoreName, Version};
 
 /// Objects in a map. Versions are a counter, so compare-and-swap is exact.
 #[derive(Debug, Default)]
@@ -53,6 +53,13 @@ fn meta(key: &ObjectKey, bytes: &Bytes, version: &Version) -> ObjectMeta {
 impl ObjectStore for MemoryStore {
     fn describe(&self) -> String {
         "memory".into()
+    }
+
+    fn name(&self) -> StoreName {
+        StoreName {
+            kind: "memory".into(),
+            ..StoreName::default()
+        }
     }
 
     async fn put(

@@ -52,6 +52,27 @@ pub struct ObjectMeta {
     pub version: Version,
 }
 
+/// How a store is named in ledger records: the kind of store, its bucket (or folder), and the
+/// key prefix the store adds to every key, so that a record names the object as its backend
+/// does (`s3`, `my-bucket`, `state/` + key). Typed, so the ledger never parses
+/// [`ObjectStore::describe`]'s free text.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StoreName {
+    /// `s3`, `local`, `memory`, ...
+    pub kind: String,
+    /// The bucket, or the folder of a local store; empty where there is none.
+    pub bucket: String,
+    /// Prepended by the store to every key (`""`, or ending in `/`).
+    pub prefix: String,
+}
+
+impl StoreName {
+    /// The key of `key` as the backend names it: the store's prefix, then the key.
+    pub fn full_key(&self, key: &ObjectKey) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+}
+
 /// When a put may happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PutMode {
@@ -142,6 +163,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// `s3://bucket/prefix`.
     fn describe(&self) -> String;
 
+    /// How ledger records name this store. The default is the description as the kind, with
+    /// no bucket and no prefix; stores with a bucket or folder say so.
+    fn name(&self) -> StoreName {
+        StoreName {
+            kind: self.describe(),
+            ..StoreName::default()
+        }
+    }
+
     /// Writes `bytes` at `key` if `mode` allows, atomically: a reader sees the old object or
     /// the new one, never a part. Returns the new object's metadata.
     async fn put(
@@ -175,6 +205,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn name(&self) -> StoreName {
+        (**self).name()
     }
 
     async fn put(
