@@ -8,6 +8,12 @@
 //!
 //! Run: `cargo bench -p cipherflow-benches --bench pipeline`; smoke test: add `-- --test`
 //! (which uses a 10,000-row table).
+//!
+//! The issue's scaling figures (a 100,000-change batch on 1,000,000 and 10,000,000 rows) use
+//! the same code with sizes from the environment, outside CI:
+//! `CIPHERFLOW_BENCH_ROWS=1000000,10000000 CIPHERFLOW_BENCH_BATCH=100000 cargo bench -p
+//! cipherflow-benches --bench pipeline`. The table is landed as full-load files of at most
+//! 500,000 rows, one step each, so building it never holds more than one such file's changes.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -20,7 +26,19 @@ use cipherflow_core::store::{MemoryStore, ObjectKey, ObjectStore, PutMode, block
 use cipherflow_core::{RsaPrivateKey, SigningKey};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-const BATCH: u64 = 10_000;
+/// Rows per landed full-load file while building the table.
+const LOAD_CHUNK: u64 = 500_000;
+
+/// A size list from the environment (`1000000,10000000`), or the default.
+fn env_sizes(name: &str, default: &[u64]) -> Vec<u64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("a number of rows"))
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
 
 struct Rng(u64);
 
@@ -72,21 +90,28 @@ fn pipeline(store: Arc<dyn ObjectStore>, keys: &Keys) -> Pipeline {
 }
 
 /// A store holding a published table of `rows` rows, and the batch to apply to it.
-fn published(rows: u64, keys: &Keys) -> (MemoryStore, Vec<u8>) {
+fn published(rows: u64, batch_size: u64, keys: &Keys) -> (MemoryStore, Vec<u8>) {
     let store = Arc::new(MemoryStore::new());
     let mut rng = Rng(rows);
-    let mut load = String::from("id,name,email,country,balance\n");
-    for id in 1..=rows {
-        let _ = writeln!(load, "{}", row(&mut rng, id));
-    }
     let put = |name: &str, bytes: Vec<u8>| {
         let key = ObjectKey::new(format!("landing/{name}")).expect("key");
         block_on(store.put(&key, bytes.into(), PutMode::Overwrite)).expect("put");
     };
-    put("LOAD00000001.csv", load.into_bytes());
-    block_on(pipeline(store.clone(), keys).run_once()).expect("load step");
+    let mut first = 1;
+    let mut file = 1;
+    while first <= rows {
+        let last = rows.min(first + LOAD_CHUNK - 1);
+        let mut load = String::from("id,name,email,country,balance\n");
+        for id in first..=last {
+            let _ = writeln!(load, "{}", row(&mut rng, id));
+        }
+        put(&format!("LOAD{file:08}.csv"), load.into_bytes());
+        block_on(pipeline(store.clone(), keys).run_once()).expect("load step");
+        first = last + 1;
+        file += 1;
+    }
     let mut batch = String::from("Op,AR_H_CHANGE_SEQ,id,name,email,country,balance\n");
-    for n in 0..BATCH {
+    for n in 0..batch_size {
         let seq = format!(
             "{:035}",
             20261127000000_u128 * 10u128.pow(21) + u128::from(n)
@@ -144,17 +169,18 @@ fn step(c: &mut Criterion) {
         signer: Some(signer),
     };
     let smoke = std::env::args().any(|a| a == "--test");
-    let sizes: &[u64] = if smoke {
-        &[10_000]
+    let sizes = if smoke {
+        vec![10_000]
     } else {
-        &[100_000, 1_000_000]
+        env_sizes("CIPHERFLOW_BENCH_ROWS", &[100_000, 1_000_000])
     };
+    let batch_size = env_sizes("CIPHERFLOW_BENCH_BATCH", &[10_000])[0];
     let mut group = c.benchmark_group("pipeline_step");
-    group.throughput(Throughput::Elements(BATCH));
+    group.throughput(Throughput::Elements(batch_size));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    for &rows in sizes {
-        let (base, batch) = published(rows, &keys);
+    for rows in sizes {
+        let (base, batch) = published(rows, batch_size, &keys);
         let landed = ObjectKey::new("landing/20261127-0000000000.csv").expect("key");
         // Bytes written by one step, once, outside the timing.
         let probe = copy(&base);
@@ -167,10 +193,12 @@ fn step(c: &mut Criterion) {
             total_bytes(&store) - before - batch.len() as u64
         };
         eprintln!(
-            "pipeline_step/{rows}: {} changes, {} partitions touched, {} bytes written",
+            "pipeline_step/{rows}: {} changes, {} partitions touched, {} bytes written, \
+             {} bytes in the store before",
             report.changes,
             report.partitions_touched.len(),
-            written
+            written,
+            before
         );
         group.bench_function(format!("{rows}"), |b| {
             b.iter_batched(
@@ -182,7 +210,7 @@ fn step(c: &mut Criterion) {
                 },
                 |pipeline| {
                     let report = block_on(pipeline.run_once()).expect("step");
-                    assert_eq!(report.changes, BATCH);
+                    assert_eq!(report.changes, batch_size);
                 },
                 BatchSize::PerIteration,
             )

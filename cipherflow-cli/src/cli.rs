@@ -215,9 +215,21 @@ pub struct MergeArgs {
     #[arg(long, value_name = "COL[:TYPE],...", required = true, value_delimiter = ',', value_parser = parse_key_spec)]
     pub key: Vec<KeySpec>,
     /// The current snapshot: CSV with the table's header, sorted by the key (as `merge`
-    /// writes it). Its header defines the table's columns.
-    #[arg(long, value_name = "BASE.csv")]
-    pub base: PathBuf,
+    /// writes it). Its header defines the table's columns. With --state: needed only to
+    /// start a new state folder, and then loaded as a full load (older than every change).
+    #[arg(long, value_name = "BASE.csv", required_unless_present = "state")]
+    pub base: Option<PathBuf>,
+    /// Stateful form: keep the merge state (row ordering keys, tombstones, batches applied)
+    /// in this folder between runs, so batches can come in any order and more than once
+    /// (docs/MERGE.md §7). The folder is updated only when the merge succeeds.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// With --state: forget tombstones whose delete is older than this ordering key,
+    /// `seq:N` (a change sequence) or `ts:yyyy-MM-dd HH:mm:ss` (a commit time). An older
+    /// change to such a key can then bring it back: purge only past the point where late
+    /// changes can arrive.
+    #[arg(long, value_name = "seq:N|ts:TIME", requires = "state")]
+    pub purge_tombstones_before: Option<String>,
     /// Where to write the new snapshot (replaced only on success).
     #[arg(long, value_name = "OUT.csv")]
     pub out: PathBuf,
@@ -242,7 +254,7 @@ pub struct MergeArgs {
     pub reject: Option<PathBuf>,
     /// DMS change files (CSV, or gzip-compressed CSV), applied by ordering key, not by
     /// their order here.
-    #[arg(value_name = "CHANGES", required = true)]
+    #[arg(value_name = "CHANGES", required_unless_present = "state")]
     pub changes: Vec<PathBuf>,
 }
 

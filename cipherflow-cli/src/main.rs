@@ -10,6 +10,7 @@ mod cli;
 mod error;
 mod ledger;
 mod merge;
+mod merge_state;
 mod pipeline;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -28,16 +28,16 @@ struct MergeJson {
 }
 
 pub fn merge(args: MergeArgs) -> Result<(), Error> {
-    let base_label = args.base.display().to_string();
-    let schema = read_schema(&args.base, &args)?;
-    let options = DmsOptions {
-        columns: (!args.change_columns.is_empty()).then(|| args.change_columns.clone()),
-        seq_column: args.seq_column.clone(),
-        timestamp_column: args.timestamp_column.clone(),
-        no_sup_value: args.no_sup_value.clone().map(String::into_bytes),
-        reject: args.reject.is_some(),
-        ..DmsOptions::default()
-    };
+    if let Some(dir) = args.state.clone() {
+        return crate::merge_state::merge_stateful(&args, &dir);
+    }
+    let base_path = args
+        .base
+        .clone()
+        .expect("clap requires --base without --state");
+    let base_label = base_path.display().to_string();
+    let schema = read_schema(&base_path, &args)?;
+    let options = dms_options(&args);
 
     // Read and validate every change file before writing anything.
     let mut state = MergeState::new(schema);
@@ -68,7 +68,7 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
         None => None,
     };
 
-    let base = File::open(&args.base).context(|| format!("reading {base_label}"))?;
+    let base = File::open(&base_path).context(|| format!("reading {base_label}"))?;
     let mut out = Output::create(Some(&args.out))?;
     let stats = merge_sorted(
         &state,
@@ -93,8 +93,22 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     })
 }
 
+/// How the command reads change files. Columns added mid-stream are accepted: appended to
+/// the table, null for older rows.
+pub(crate) fn dms_options(args: &MergeArgs) -> DmsOptions {
+    DmsOptions {
+        columns: (!args.change_columns.is_empty()).then(|| args.change_columns.clone()),
+        seq_column: args.seq_column.clone(),
+        timestamp_column: args.timestamp_column.clone(),
+        no_sup_value: args.no_sup_value.clone().map(String::into_bytes),
+        reject: args.reject.is_some(),
+        added_columns: true,
+        ..DmsOptions::default()
+    }
+}
+
 /// The table's columns are the base snapshot's header.
-fn read_schema(base: &Path, args: &MergeArgs) -> Result<TableSchema, Error> {
+pub(crate) fn read_schema(base: &Path, args: &MergeArgs) -> Result<TableSchema, Error> {
     let label = base.display().to_string();
     let file = File::open(base).context(|| format!("reading {label}"))?;
     let columns = read_csv_header(&label, BufReader::new(file))

@@ -142,7 +142,9 @@ fn an_unsorted_base_is_refused() {
         .arg(dms("orders/base.csv"))
         .assert()
         .code(FAILURE)
-        .stderr(predicate::str::contains("is not a table column"));
+        .stderr(predicate::str::contains(
+            "unsupported schema change: new column \"region\" while table column \"id\" is missing",
+        ));
     let changes = dir.path().join("c.csv");
     fs::write(&changes, "Op,id,v\nU,2,z\n").unwrap();
     cf().args(["merge", "--key", "id:int64", "--base"])
@@ -218,4 +220,239 @@ fn bad_arguments_are_usage_errors() {
             "base.csv, line 1: column \"id\" is missing",
         ));
     assert!(!out.exists());
+}
+
+#[test]
+fn an_added_column_is_appended_with_header_or_change_columns() {
+    let dir = TempDir::new().unwrap();
+    let expected = fs::read(dms("orders/addcol/expected.csv")).unwrap();
+    let out = dir.path().join("out.csv");
+    orders_merge(&out)
+        .arg(dms("orders/addcol/20240106-0000000000.csv"))
+        .arg(dms("orders/20240104-0000000000.csv"))
+        .arg(dms("orders/20240105-0000000000.csv"))
+        .assert()
+        .success();
+    assert_eq!(fs::read(&out).unwrap(), expected);
+    let out = dir.path().join("noheader.csv");
+    orders_merge(&out)
+        .args([
+            "--change-columns",
+            "AR_H_CHANGE_SEQ,Op,region,order_no,amount,placed_at,channel",
+        ])
+        .arg(dms("orders/noheader/20240104-0000000000.csv"))
+        .arg(dms("orders/addcol/noheader/20240106-0000000000.csv"))
+        .arg(dms("orders/noheader/20240105-0000000000.csv"))
+        .assert()
+        .success();
+    assert_eq!(fs::read(&out).unwrap(), expected);
+    // Merging the new column's file onto the widened snapshot again changes nothing.
+    let again = dir.path().join("again.csv");
+    cf().args(["merge", "--key", "region,order_no:int64", "--base"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&again)
+        .arg(dms("orders/addcol/20240106-0000000000.csv"))
+        .assert()
+        .success();
+    assert_eq!(fs::read(&again).unwrap(), expected);
+    // A renamed column is refused, naming file, line and column; nothing is written.
+    let out = dir.path().join("renamed.csv");
+    let bad = dms("orders/addcol/bad-renamed.csv");
+    orders_merge(&out)
+        .arg(&bad)
+        .assert()
+        .code(FAILURE)
+        .stderr(predicate::str::contains(format!(
+            "{}, line 1, column 6 (placed): unsupported schema change",
+            bad.display()
+        )));
+    assert!(!out.exists());
+}
+
+/// `cipherflow merge --state DIR` on the orders table.
+fn stateful(state: &Path, out: &Path, files: &[PathBuf]) -> Command {
+    let mut cmd = cf();
+    cmd.args(["merge", "--key", "region,order_no:int64", "--state"])
+        .arg(state)
+        .arg("--base")
+        .arg(dms("orders/base.csv"))
+        .arg("--out")
+        .arg(out)
+        .args(files);
+    cmd
+}
+
+/// Every file of a folder, by name, with its bytes.
+fn folder_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn order_files() -> [PathBuf; 3] {
+    [
+        dms("orders/20240104-0000000000.csv"),
+        dms("orders/20240105-0000000000.csv"),
+        dms("orders/addcol/20240106-0000000000.csv"),
+    ]
+}
+
+#[test]
+fn stateful_runs_in_any_order_with_duplicates_converge() {
+    let dir = TempDir::new().unwrap();
+    let files = order_files();
+    let expected = fs::read(dms("orders/addcol/expected.csv")).unwrap();
+    // Indices into `files`: each inner list is one invocation.
+    let runs: [&[&[usize]]; 4] = [
+        &[&[0, 1, 2]],
+        &[&[2], &[0], &[1]],
+        &[&[1, 1], &[2, 0], &[0, 2]],
+        &[&[2, 1], &[2], &[1, 0], &[]],
+    ];
+    let mut folders = Vec::new();
+    for (i, invocations) in runs.iter().enumerate() {
+        let state = dir.path().join(format!("state{i}"));
+        let out = dir.path().join(format!("out{i}.csv"));
+        for picks in invocations.iter() {
+            let picked: Vec<PathBuf> = picks.iter().map(|&k| files[k].clone()).collect();
+            stateful(&state, &out, &picked).assert().success();
+        }
+        assert_eq!(
+            String::from_utf8(fs::read(&out).unwrap()).unwrap(),
+            String::from_utf8(expected.clone()).unwrap(),
+            "run {i}"
+        );
+        folders.push(folder_bytes(&state));
+    }
+    for f in &folders[1..] {
+        assert_eq!(*f, folders[0], "the folders are byte-identical too");
+    }
+    assert_eq!(
+        folders[0].len(),
+        2,
+        "state.json and one run: {:?}",
+        folders[0].iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn stateful_replay_is_a_no_op_and_a_bad_file_changes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("out.csv");
+    let files = order_files();
+    stateful(&state, &out, &files[..2]).assert().success();
+    let before = folder_bytes(&state);
+    let snapshot = fs::read(&out).unwrap();
+
+    // Replay: every file (the base included) is skipped, nothing changes.
+    let stdout = stateful(&state, &out, &files[..2])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(
+        (json["applied"].clone(), json["skipped"].clone()),
+        (0.into(), 3.into())
+    );
+    assert_eq!(folder_bytes(&state), before);
+    assert_eq!(fs::read(&out).unwrap(), snapshot);
+
+    // A good new file and a bad one: refused whole; folder and snapshot untouched.
+    let bad = dir.path().join("20240107-0000000000.csv");
+    fs::write(
+        &bad,
+        "AR_H_CHANGE_SEQ,Op,region,order_no,amount,placed_at\n\
+         20240105000000000000000000000000900,X,eu,2,1,2024-01-01 10:00:00\n",
+    )
+    .unwrap();
+    stateful(&state, &out, &[files[2].clone(), bad.clone()])
+        .assert()
+        .code(FAILURE)
+        .stderr(predicate::str::contains(format!(
+            "{}, line 2, column 2 (Op): unknown Op \"X\"",
+            bad.display()
+        )));
+    assert_eq!(folder_bytes(&state), before);
+    assert_eq!(fs::read(&out).unwrap(), snapshot);
+
+    // A damaged state folder is refused, naming the file, and left as it is.
+    let manifest = state.join("state.json");
+    let good = fs::read(&manifest).unwrap();
+    fs::write(&manifest, &good[..good.len() / 2]).unwrap();
+    stateful(&state, &out, &files[2..])
+        .assert()
+        .code(FAILURE)
+        .stderr(predicate::str::contains(
+            "state.json: cannot read: state folder",
+        ));
+    fs::write(&manifest, &good).unwrap();
+
+    // A different key for the same folder is a usage error.
+    cf().args(["merge", "--key", "region", "--state"])
+        .arg(&state)
+        .arg("--out")
+        .arg(&out)
+        .arg(&files[2])
+        .assert()
+        .code(USAGE)
+        .stderr(predicate::str::contains(
+            "keyed by region:string,order_no:int64",
+        ));
+    assert_eq!(folder_bytes(&state), before);
+}
+
+#[test]
+fn stateful_tombstones_block_late_inserts_until_purged() {
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("out.csv");
+    let files = order_files();
+    // us,1 is deleted at sequence ...300.
+    stateful(&state, &out, &files[..2]).assert().success();
+    let late = dir.path().join("20240103-0000000000.csv");
+    fs::write(
+        &late,
+        "AR_H_CHANGE_SEQ,Op,region,order_no,amount,placed_at\n\
+         20240105000000000000000000000000050,I,us,1,1.00,2024-01-01 10:00:00\n",
+    )
+    .unwrap();
+    stateful(&state, &out, std::slice::from_ref(&late))
+        .assert()
+        .success();
+    assert!(!fs::read_to_string(&out).unwrap().contains("us,1,"));
+    let stdout = cf()
+        .args(["merge", "--key", "region,order_no:int64", "--state"])
+        .arg(&state)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--purge-tombstones-before",
+            "seq:20240105000000000000000000000000301",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(json["tombstones_purged"], 1);
+    // The late insert was applied before: it stays skipped. A second late copy (another
+    // object) now resurrects the key, as documented.
+    let late2 = dir.path().join("20240103-0000000001.csv");
+    fs::copy(&late, &late2).unwrap();
+    stateful(&state, &out, &[late2]).assert().success();
+    assert!(fs::read_to_string(&out).unwrap().contains("us,1,1.00"));
 }

@@ -724,3 +724,152 @@ fn line_numbers_count_crlf_ends_and_blank_lines() {
     assert_eq!(e.position().line, 6, "{e}");
     assert_eq!(e.position().record, 4, "{e}");
 }
+
+fn added_columns_options() -> DmsOptions {
+    DmsOptions {
+        added_columns: true,
+        ..DmsOptions::default()
+    }
+}
+
+const ORDER_FILES: [&str; 3] = [
+    "orders/20240104-0000000000.csv",
+    "orders/20240105-0000000000.csv",
+    "orders/addcol/20240106-0000000000.csv",
+];
+
+#[test]
+fn an_added_column_is_appended_with_nulls_for_older_rows_in_any_order() {
+    let options = added_columns_options();
+    let expected = fs::read(data("orders/addcol/expected.csv")).unwrap();
+    let base = fs::read(data("orders/base.csv")).unwrap();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]] {
+        // Each file is read with the state's schema as it stands, as the command does.
+        let mut state = MergeState::new(orders());
+        for i in order {
+            let batch = read_file(ORDER_FILES[i], state.schema(), &options);
+            let adds = batch.added_columns.clone();
+            assert!(state.apply(&batch));
+            if i == 2 && adds.is_empty() {
+                assert_eq!(state.schema().columns().len(), 5, "already added");
+            }
+        }
+        assert_eq!(state.schema().columns()[4], "channel");
+        // The base predates the column: its rows get null, untouched rows stay raw.
+        let out = merged_onto(&state, &base);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected.clone()).unwrap(),
+            "order {order:?}"
+        );
+        // The new column's file, applied again, changes nothing.
+        let again = read_file(ORDER_FILES[2], state.schema(), &options);
+        assert!(again.added_columns.is_empty());
+        assert!(!state.apply(&again));
+    }
+}
+
+#[test]
+fn header_less_files_may_end_before_an_added_column() {
+    let options = DmsOptions {
+        columns: Some(
+            "AR_H_CHANGE_SEQ,Op,region,order_no,amount,placed_at,channel"
+                .split(',')
+                .map(String::from)
+                .collect(),
+        ),
+        ..added_columns_options()
+    };
+    let mut state = MergeState::new(orders());
+    for f in [
+        "orders/addcol/noheader/20240106-0000000000.csv",
+        "orders/noheader/20240104-0000000000.csv",
+        "orders/noheader/20240105-0000000000.csv",
+    ] {
+        let batch = read_file(f, state.schema(), &options);
+        state.apply(&batch);
+    }
+    let base = fs::read(data("orders/base.csv")).unwrap();
+    assert_eq!(
+        merged_onto(&state, &base),
+        fs::read(data("orders/addcol/expected.csv")).unwrap()
+    );
+    // One field count per object: a record shorter than the object's first is refused.
+    let mixed = b"1,I,eu,5,1.00,2024-01-01 10:00:00,web\n2,I,eu,6,2.00,2024-01-01 10:00:00\n";
+    let e = read_dms("mixed.csv", &mixed[..], state.schema(), &options).unwrap_err();
+    assert_eq!(e.position().line, 2);
+    assert_eq!(
+        *e.kind(),
+        CdcErrorKind::ColumnCount {
+            expected: 7,
+            found: 6
+        }
+    );
+    // A key column cannot be missing.
+    let short = b"1,I,eu\n";
+    let e = read_dms("short.csv", &short[..], state.schema(), &options).unwrap_err();
+    assert!(matches!(e.kind(), CdcErrorKind::ColumnCount { .. }), "{e}");
+}
+
+#[test]
+fn other_schema_changes_are_errors_naming_object_line_and_column() {
+    let options = added_columns_options();
+    let cases = [
+        (
+            "bad-renamed.csv",
+            6,
+            "placed",
+            "new column \"placed\" while table column \"placed_at\" is missing",
+        ),
+        (
+            "bad-reordered.csv",
+            5,
+            "placed_at",
+            "table column \"placed_at\" is out of order",
+        ),
+        (
+            "bad-inserted.csv",
+            6,
+            "amount",
+            "table column \"amount\" comes after the new column \"channel\"",
+        ),
+    ];
+    for (file, column, name, why) in cases {
+        let path = data(&format!("orders/addcol/{file}"));
+        let e = read_dms(file, fs::File::open(&path).unwrap(), &orders(), &options).unwrap_err();
+        let pos = e.position();
+        assert_eq!((pos.object.as_str(), pos.line), (file, 1), "{e}");
+        let col = pos.column.as_ref().expect("a column");
+        assert_eq!(
+            (col.index, col.name.as_deref()),
+            (column, Some(name)),
+            "{e}"
+        );
+        assert!(
+            matches!(e.kind(), CdcErrorKind::SchemaChange(w) if w.starts_with(why)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("unsupported schema change"), "{e}");
+    }
+    // Without `added_columns` (the pipeline's reader), a well-placed new column is refused
+    // as such, and a misplaced unknown name is still an unknown column.
+    let path = data(ORDER_FILES[2]);
+    let e = read_dms(
+        "20240106-0000000000.csv",
+        fs::File::open(&path).unwrap(),
+        &orders(),
+        &DmsOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(*e.kind(), CdcErrorKind::AddedColumn("channel".into()));
+    assert_eq!(e.position().column.as_ref().unwrap().index, 7);
+    let path = data("orders/addcol/bad-inserted.csv");
+    let e = read_dms(
+        "x.csv",
+        fs::File::open(&path).unwrap(),
+        &orders(),
+        &DmsOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(*e.kind(), CdcErrorKind::UnknownColumn("channel".into()));
+}

@@ -101,6 +101,7 @@ pub fn read_debezium(
         sha256,
         changes,
         rejects,
+        added_columns: Vec::new(),
     })
 }
 

@@ -67,6 +67,11 @@ pub struct ChangeBatch {
     pub changes: Vec<Change>,
     /// In reject mode, the records that were refused.
     pub rejects: Vec<Reject>,
+    /// Columns this object adds to the table (schema change mid-stream, in the order they
+    /// appear): each change's cells are the table's columns, then these. Empty unless
+    /// [`DmsOptions::added_columns`] is set. Apply with [`crate::merge::MergeState::apply`],
+    /// which appends them to the table.
+    pub added_columns: Vec<String>,
 }
 
 /// How to read DMS files.
@@ -87,6 +92,14 @@ pub struct DmsOptions {
     pub no_sup_value: Option<Vec<u8>>,
     /// Reject mode: bad records go to [`ChangeBatch::rejects`] instead of refusing the batch.
     pub reject: bool,
+    /// Accept columns added to the table mid-stream: names that are not table columns,
+    /// after all the table's columns (which then must all be present, in order). They are
+    /// returned in [`ChangeBatch::added_columns`]. Without a header ([`DmsOptions::columns`]),
+    /// an object's records may then also lack trailing non-key columns (a file written
+    /// before they were added): the first record fixes the object's field count, and the
+    /// missing columns are [`Cell::Keep`]. Off by default: such a column is then an
+    /// [`CdcErrorKind::AddedColumn`] error.
+    pub added_columns: bool,
 }
 
 impl Default for DmsOptions {
@@ -98,6 +111,7 @@ impl Default for DmsOptions {
             timestamp_column: None,
             no_sup_value: None,
             reject: false,
+            added_columns: false,
         }
     }
 }
@@ -127,6 +141,8 @@ pub(crate) enum Role {
     Timestamp,
     /// A table column, by index.
     Table(usize),
+    /// A column added mid-stream, by index among the object's added columns.
+    Added(usize),
     /// A field the change does not use (the table and schema names of a transaction file).
     Other,
 }
@@ -142,7 +158,7 @@ pub fn read_dms(
     schema: &TableSchema,
     options: &DmsOptions,
 ) -> Result<ChangeBatch, CdcError> {
-    let ((changes, rejects), sha256) = read_object(object, input, |decoded| {
+    let ((changes, rejects, added_columns), sha256) = read_object(object, input, |decoded| {
         let mut rdr = RawReader::new(decoded);
         // The header: from the file, or from the caller.
         let names: Vec<String> = match &options.columns {
@@ -174,21 +190,44 @@ pub fn read_dms(
                 kind,
             )
         })?;
-        let layout = Layout::new(names, &roles, schema.columns().len());
+        let added: Vec<String> = roles
+            .iter()
+            .zip(&names)
+            .filter(|(r, _)| matches!(r, Role::Added(_)))
+            .map(|(_, n)| n.clone())
+            .collect();
+        let mut layout = Layout::new(names, &roles, schema.columns().len() + added.len());
+        if options.columns.is_some() && options.added_columns {
+            layout.allow_short_records(&roles, schema);
+        }
         let object_name: Arc<str> = object.into();
         let mut changes = Vec::new();
         let mut rejects = Vec::new();
+        let mut width = None;
         while next_record(&mut rdr, object)? {
-            let parsed = layout.change(&rdr, &object_name, schema, options.no_sup_value.as_deref());
+            // Short records (header-less, older than an added column): one width per object.
+            let width = *width.get_or_insert(rdr.nfields);
+            let parsed = if rdr.nfields != width && layout.min_fields < layout.names.len() {
+                Err(CdcError::new(
+                    rdr.position(object),
+                    CdcErrorKind::ColumnCount {
+                        expected: width,
+                        found: rdr.nfields,
+                    },
+                ))
+            } else {
+                layout.change(&rdr, &object_name, schema, options.no_sup_value.as_deref())
+            };
             keep_or_reject(parsed, &rdr, options.reject, &mut changes, &mut rejects)?;
         }
-        Ok((changes, rejects))
+        Ok((changes, rejects, added))
     })?;
     Ok(ChangeBatch {
         object: object.into(),
         sha256,
         changes,
         rejects,
+        added_columns,
     })
 }
 
@@ -256,6 +295,9 @@ pub(crate) fn keep_or_reject<R: Read>(
 /// transaction files, whose records are laid out differently.
 pub(crate) struct Layout {
     names: Vec<String>,
+    /// The fewest fields a record may have (fewer than `names` only for header-less objects
+    /// older than an added column; the missing fields are kept).
+    min_fields: usize,
     field_of: Vec<Option<usize>>,
     op_field: Option<usize>,
     seq_field: Option<usize>,
@@ -263,9 +305,12 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// `roles[f]` is what field `f` (named `names[f]`) holds; `columns` is the table's width.
+    /// `roles[f]` is what field `f` (named `names[f]`) holds; `columns` is the width of the
+    /// changes: the table's columns, then the object's added columns.
     pub(crate) fn new(names: Vec<String>, roles: &[Role], columns: usize) -> Layout {
+        let table = columns - roles.iter().filter(|r| matches!(r, Role::Added(_))).count();
         let mut layout = Layout {
+            min_fields: names.len(),
             names,
             field_of: vec![None; columns],
             op_field: None,
@@ -278,10 +323,25 @@ impl Layout {
                 Role::Seq => layout.seq_field = Some(f),
                 Role::Timestamp => layout.ts_field = Some(f),
                 Role::Table(c) => layout.field_of[*c] = Some(f),
+                Role::Added(k) => layout.field_of[table + k] = Some(f),
                 Role::Other => {}
             }
         }
         layout
+    }
+
+    /// Lets records end early: trailing fields that are non-key table columns or added
+    /// columns may be missing (and are then kept).
+    fn allow_short_records(&mut self, roles: &[Role], schema: &TableSchema) {
+        let droppable = |r: &Role| match r {
+            Role::Added(_) => true,
+            Role::Table(c) => !schema.key().iter().any(|(k, _)| k == c),
+            _ => false,
+        };
+        self.min_fields = roles
+            .iter()
+            .rposition(|r| !droppable(r))
+            .map_or(0, |f| f + 1);
     }
 
     /// The change in the reader's current record (`sentinel`: DMS `CsvNoSupValue`).
@@ -296,7 +356,7 @@ impl Layout {
         let object: &str = object_name;
         let pos = || rdr.position(object);
         let record = |f: usize| rdr.field(f);
-        if rdr.nfields != names.len() {
+        if rdr.nfields < self.min_fields || rdr.nfields > names.len() {
             return Err(CdcError::new(
                 pos(),
                 CdcErrorKind::ColumnCount {
@@ -342,7 +402,9 @@ impl Layout {
             field_of
                 .iter()
                 .map(|f| match f {
-                    Some(f) if Some(record(*f)) != sentinel => Cell::Value(record(*f).into()),
+                    Some(f) if *f < rdr.nfields && Some(record(*f)) != sentinel => {
+                        Cell::Value(record(*f).into())
+                    }
                     _ => Cell::Keep,
                 })
                 .collect()
@@ -382,10 +444,11 @@ fn assign_roles(
         } else if let Some(c) = schema.column_index(name) {
             Role::Table(c)
         } else {
-            return Err((Some(i), CdcErrorKind::UnknownColumn(name.clone())));
+            Role::Added(roles.iter().filter(|r| matches!(r, Role::Added(_))).count())
         };
         roles.push(role);
     }
+    check_added_columns(names, &roles, schema, options.added_columns)?;
     for &(c, _) in schema.key() {
         if !roles.contains(&Role::Table(c)) {
             return Err((
@@ -395,6 +458,71 @@ fn assign_roles(
         }
     }
     Ok(roles)
+}
+
+/// Checks the columns that are not the table's (schema change mid-stream): accepted only
+/// when every table column comes first, in the table's order, and `accept` is set. Without
+/// `accept`, a misplaced unknown name is an [`CdcErrorKind::UnknownColumn`] (a misspelling,
+/// most likely) and a well-placed one an [`CdcErrorKind::AddedColumn`].
+fn check_added_columns(
+    names: &[String],
+    roles: &[Role],
+    schema: &TableSchema,
+    accept: bool,
+) -> Result<(), (Option<usize>, CdcErrorKind)> {
+    let Some(first_new) = roles.iter().position(|r| matches!(r, Role::Added(_))) else {
+        return Ok(());
+    };
+    let table: Vec<(usize, usize)> = roles
+        .iter()
+        .enumerate()
+        .filter_map(|(f, r)| match r {
+            Role::Table(c) => Some((f, *c)),
+            _ => None,
+        })
+        .collect();
+    let columns = schema.columns();
+    let new = &names[first_new];
+    let problem = if let Some(&(f, c)) = table.iter().find(|(f, _)| *f > first_new) {
+        Some((
+            f,
+            format!(
+                "table column {:?} comes after the new column {new:?}",
+                columns[c]
+            ),
+        ))
+    } else if let Some((pos, &(f, c))) = table.iter().enumerate().find(|(i, (_, c))| i != c) {
+        Some(
+            if pos < columns.len() && table.iter().any(|&(_, d)| d == pos) {
+                (f, format!("table column {:?} is out of order", columns[c]))
+            } else {
+                (
+                    first_new,
+                    format!(
+                        "new column {new:?} while table column {:?} is missing (dropped or \
+                     renamed?)",
+                        columns[pos]
+                    ),
+                )
+            },
+        )
+    } else if table.len() < columns.len() {
+        Some((
+            first_new,
+            format!(
+                "new column {new:?} while table column {:?} is missing (dropped or renamed?)",
+                columns[table.len()]
+            ),
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None if accept => Ok(()),
+        None => Err((Some(first_new), CdcErrorKind::AddedColumn(new.clone()))),
+        Some((f, why)) if accept => Err((Some(f), CdcErrorKind::SchemaChange(why))),
+        Some(_) => Err((Some(first_new), CdcErrorKind::UnknownColumn(new.clone()))),
+    }
 }
 
 /// Reads the header row of a CSV object (a base snapshot, say): the column names, which

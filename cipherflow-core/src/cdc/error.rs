@@ -126,6 +126,14 @@ pub enum CdcErrorKind {
     DuplicateTable(String),
     /// A JSON change event is not of the expected shape (the reason says how).
     BadEvent(String),
+    /// A change file's header has a column that is not a table column, placed where a
+    /// column added mid-stream would be (after all the table's columns), but the reader was
+    /// not asked to accept added columns ([`super::DmsOptions::added_columns`]).
+    AddedColumn(String),
+    /// A change file's header changes the table in a way other than appending columns: a
+    /// table column is missing (dropped or renamed) or out of order while a new column is
+    /// present, or a new column comes before a table column. The text says which.
+    SchemaChange(String),
 }
 
 impl fmt::Display for CdcErrorKind {
@@ -159,6 +167,15 @@ impl fmt::Display for CdcErrorKind {
             }
             CdcErrorKind::DuplicateTable(t) => write!(f, "table {t:?} is given twice"),
             CdcErrorKind::BadEvent(e) => write!(f, "bad change event: {e}"),
+            CdcErrorKind::AddedColumn(c) => write!(
+                f,
+                "column {c:?} was added to the table mid-stream, which is not supported here"
+            ),
+            CdcErrorKind::SchemaChange(why) => write!(
+                f,
+                "unsupported schema change: {why} (only columns appended after all the \
+                 table's columns are accepted)"
+            ),
         }
     }
 }

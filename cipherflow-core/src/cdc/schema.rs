@@ -125,6 +125,17 @@ impl TableSchema {
         self
     }
 
+    /// The same table with `names` appended as new columns (a schema change mid-stream);
+    /// names it already has are skipped, so adding twice changes nothing.
+    pub fn with_added_columns(mut self, names: &[String]) -> TableSchema {
+        for name in names {
+            if !self.columns.contains(name) {
+                self.columns.push(name.clone());
+            }
+        }
+        self
+    }
+
     /// The column names, in order.
     pub fn columns(&self) -> &[String] {
         &self.columns

@@ -157,6 +157,7 @@ pub fn read_dms_txn(
                 sha256,
                 changes,
                 rejects,
+                added_columns: Vec::new(),
             })
             .collect(),
         rejects,

@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod folder;
 mod run;
 mod sorted;
 
@@ -36,6 +37,7 @@ use std::sync::Arc;
 
 use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
 
+pub use folder::{STATE_MANIFEST, StateFolder};
 pub use run::{RUN_COLUMNS, decode_run, encode_run, key_text, partition_of};
 pub use sorted::{MergeStats, merge_sorted};
 
@@ -137,6 +139,9 @@ pub struct MergeState {
     schema: TableSchema,
     rows: BTreeMap<Key, RowState>,
     applied: BTreeSet<(Arc<str>, [u8; 32])>,
+    /// How many of the schema's columns [`MergeState::add_columns`] appended: a base
+    /// snapshot may lack those (it predates them), and no others.
+    added: usize,
 }
 
 impl MergeState {
@@ -146,6 +151,7 @@ impl MergeState {
             schema,
             rows: BTreeMap::new(),
             applied: BTreeSet::new(),
+            added: 0,
         }
     }
 
@@ -161,19 +167,54 @@ impl MergeState {
 
     /// Applies a validated batch; returns `false` (and changes nothing) if a batch with the
     /// same object name and SHA-256 was applied before. Cannot fail: the batch was validated
-    /// whole when it was read, so a bad batch never reaches the state.
+    /// whole when it was read, so a bad batch never reaches the state. Columns the batch
+    /// adds ([`ChangeBatch::added_columns`]) are appended to the table first (see
+    /// [`MergeState::add_columns`]).
     ///
     /// # Panics
     /// If a change has a different number of cells than the table has columns (it was read
-    /// with another schema).
+    /// with another schema than this state's current one).
     pub fn apply(&mut self, batch: &ChangeBatch) -> bool {
         if !self.applied.insert((batch.object.clone(), batch.sha256)) {
             return false;
         }
+        self.add_columns(&batch.added_columns);
         for change in &batch.changes {
             self.apply_change(change);
         }
         true
+    }
+
+    /// Appends columns to the table (a schema change mid-stream). Every existing row gets no
+    /// value for them, so it resolves to null there until a change writes one. Names the
+    /// table already has are skipped.
+    pub fn add_columns(&mut self, names: &[String]) {
+        let before = self.schema.columns().len();
+        self.schema = self.schema.clone().with_added_columns(names);
+        let after = self.schema.columns().len();
+        self.added += after - before;
+        if after > before {
+            for row in self.rows.values_mut() {
+                row.cells.resize(after, None);
+            }
+        }
+    }
+
+    /// How many trailing columns were added by [`MergeState::add_columns`] (since
+    /// [`MergeState::new`]).
+    pub fn added_columns(&self) -> usize {
+        self.added
+    }
+
+    /// The batches applied so far: (object name, SHA-256 of its stored bytes).
+    pub fn applied(&self) -> &BTreeSet<(Arc<str>, [u8; 32])> {
+        &self.applied
+    }
+
+    /// Records a batch as applied without applying it: for a state rebuilt from stored
+    /// changes ([`MergeState::to_changes`]) whose batch list is stored beside them.
+    pub fn mark_applied(&mut self, object: Arc<str>, sha256: [u8; 32]) {
+        self.applied.insert((object, sha256));
     }
 
     /// Folds in one change (no batch bookkeeping).

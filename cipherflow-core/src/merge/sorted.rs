@@ -54,9 +54,14 @@ pub fn merge_sorted(
     {
         return Err(CdcError::new(Position::object(base_object), CdcErrorKind::NoHeader).into());
     }
-    let header_ok = rdr.nfields == columns.len()
+    // A base older than a column the batch added lacks it (and only such columns): its
+    // rows get null there.
+    let width = rdr.nfields;
+    let header_ok = width <= columns.len()
+        && width + state.added_columns() >= columns.len()
         && columns
             .iter()
+            .take(width)
             .enumerate()
             .all(|(i, c)| rdr.field(i) == c.as_bytes());
     if !header_ok {
@@ -70,6 +75,17 @@ pub fn merge_sorted(
         .into());
     }
     encode_record(columns.iter().map(|c| c.as_bytes()), &mut buf);
+    // What a copied base row gets appended: a null per column the base lacks.
+    let mut padding = Vec::new();
+    if width < columns.len() {
+        let mut two = Vec::new();
+        encode_record([null, null], &mut two); // `E,E\n`: E is the encoded null
+        let encoded = &two[..(two.len() - 2) / 2];
+        for _ in width..columns.len() {
+            padding.push(b',');
+            padding.extend_from_slice(encoded);
+        }
+    }
 
     let mut pending = state.rows().iter().peekable();
     let mut previous: Option<Key> = None;
@@ -81,9 +97,9 @@ pub fn merge_sorted(
             break;
         }
         let pos = || rdr.position(base_object);
-        if rdr.nfields != columns.len() {
+        if rdr.nfields != width {
             let kind = CdcErrorKind::ColumnCount {
-                expected: columns.len(),
+                expected: width,
                 found: rdr.nfields,
             };
             return Err(CdcError::new(pos(), kind).into());
@@ -102,7 +118,9 @@ pub fn merge_sorted(
         }
         match pending.next_if(|(k, _)| **k == key) {
             Some((_, row)) => {
-                let base_fields: Vec<&[u8]> = (0..columns.len()).map(|c| rdr.field(c)).collect();
+                let base_fields: Vec<&[u8]> = (0..columns.len())
+                    .map(|c| if c < width { rdr.field(c) } else { null })
+                    .collect();
                 match row.resolve(Some(&base_fields), null) {
                     Some(fields) => {
                         encode_record(fields, &mut buf);
@@ -113,6 +131,7 @@ pub fn merge_sorted(
             }
             None => {
                 buf.extend_from_slice(&rdr.raw);
+                buf.extend_from_slice(&padding);
                 buf.push(b'\n');
                 stats.copied += 1;
             }

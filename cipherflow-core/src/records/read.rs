@@ -98,6 +98,7 @@ impl Records {
             sha256: self.sha256,
             changes: super::to_changes(&self.records, schema, &self.object),
             rejects: Vec::new(),
+            added_columns: Vec::new(),
         }
     }
 }
