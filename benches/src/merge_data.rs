@@ -218,7 +218,7 @@ pub fn changes(spec: &Spec) -> Vec<Vec<u8>> {
     // Keys the batch touched: whether each exists now. Untouched even keys <= 2 * rows
     // exist (the base), untouched odd keys do not.
     let mut exists: HashMap<u64, bool> = HashMap::new();
-    let in_base = |k: u64| k % 2 == 0 && k >= 2 && k <= 2 * spec.rows;
+    let in_base = |k: u64| k.is_multiple_of(2) && (2..=2 * spec.rows).contains(&k);
     let mut hot: Vec<u64> = Vec::new();
     let mut deleted: Vec<u64> = Vec::new();
     let hot_cap = (spec.changes / 10).max(16) as usize;
