@@ -36,9 +36,10 @@ pub struct MergeStats {
 /// Speed: the base is read in large blocks and a record is only split as far as needed. A
 /// line without quotes or CR (most lines) is checked with one pass that counts its commas,
 /// and only its key fields are parsed; runs of unchanged lines go to `out` straight from the
-/// block, in one `write_all` each. Other records (quoted fields, CR line ends, blank lines,
-/// a last line without LF) go through `csv_core`, the parser of the `csv` crate, exactly as
-/// the change-file reader parses them.
+/// block, in one `write_all` each. A line of well-formed quoted fields is split directly
+/// (`split_quoted`); other records (CR line ends, blank lines, multi-line or malformed
+/// quoting, a last line without LF) go through `csv_core`, the parser of the `csv` crate,
+/// exactly as the change-file reader parses them.
 pub fn merge_sorted(
     state: &MergeState,
     base_object: &str,
@@ -438,7 +439,8 @@ impl<R: Read> Blocks<R> {
                         return Some(Some(rec));
                     }
                     R::End => {
-                        self.consumed = self.len;
+                        // Only blank lines were left: they are not part of any run.
+                        self.consumed = begin;
                         return Some(None);
                     }
                 }
