@@ -1,8 +1,9 @@
 //! `cipherflow merge`: the stateless merge of DMS change files onto a sorted base snapshot.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader, Write};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
@@ -39,25 +40,39 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let schema = read_schema(&base_path, &args)?;
     let options = dms_options(&args);
 
-    // Read and validate every change file before writing anything.
+    // Read and validate every change file before writing anything. A second thread parses
+    // the next file while this one folds the last into the state (at most one parsed batch
+    // waits, so memory stays that of the state and two batches).
     let mut state = MergeState::new(schema);
     let mut rejects = Vec::new();
     let mut changes = 0;
-    for path in &args.changes {
-        let label = path.display().to_string();
-        let file = File::open(path).context(|| format!("reading {label}"))?;
-        let batch = read_dms(
-            &label,
-            BufReader::with_capacity(BUF_SIZE, file),
-            state.schema(),
-            &options,
-        )
-        .map_err(CoreError::from)
-        .context(|| "merge refused")?;
-        changes += batch.changes.len() as u64;
-        state.apply(&batch);
-        rejects.extend(batch.rejects);
-    }
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let (batches, parsed) = sync_channel(0);
+        let state_schema = state.schema().clone();
+        scope.spawn(move || {
+            for path in &args.changes {
+                let label = path.display().to_string();
+                let batch = File::open(path)
+                    .context(|| format!("reading {label}"))
+                    .and_then(|file| {
+                        read_dms(&label, file, &state_schema, &options)
+                            .map_err(CoreError::from)
+                            .context(|| "merge refused")
+                    });
+                let failed = batch.is_err();
+                if batches.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for batch in parsed {
+            let batch = batch?;
+            changes += batch.changes.len() as u64;
+            state.apply(&batch);
+            rejects.extend(batch.rejects);
+        }
+        Ok(())
+    })?;
 
     let mut reject_out = match &args.reject {
         Some(path) => {
@@ -70,17 +85,19 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
 
     let base = File::open(&base_path).context(|| format!("reading {base_label}"))?;
     let mut out = Output::create(Some(&args.out))?;
-    let stats = merge_sorted(
-        &state,
-        &base_label,
-        BufReader::with_capacity(BUF_SIZE, base),
-        &mut out,
-    )
-    .context(|| "merge refused")?;
+    let out_label = out.label();
+    let (stats, written) = write_behind(&mut out, |writer| {
+        merge_sorted(&state, &base_label, base, writer)
+    });
+    // A failed write stops the merge (its channel closes): report the write, not that.
+    written.context(|| format!("writing {out_label}"))?;
+    let stats = stats.context(|| "merge refused")?;
     out.commit()?;
     if let Some(out) = reject_out.take() {
         out.commit()?;
     }
+    // The process ends here: freeing every row of the state one by one would only cost time.
+    std::mem::forget(state);
     print_json(&MergeJson {
         rows: stats.rows,
         copied: stats.copied,
@@ -126,4 +143,90 @@ pub(crate) fn read_schema(base: &Path, args: &MergeArgs) -> Result<TableSchema, 
         .map_err(at_header)
         .context(|| "merge refused")?;
     Ok(schema.with_null(args.null_value.clone().into_bytes()))
+}
+
+/// Runs `produce` on a second thread, writing into a [`ChannelWriter`], while this thread
+/// writes the buffers it fills to `out`: the snapshot is produced (read, merged) on one core
+/// while the other makes the write system calls. Returns what `produce` returned and how
+/// writing to `out` went; after a failed write the producer's writes fail too.
+fn write_behind<T: Send>(
+    out: &mut Output,
+    produce: impl FnOnce(&mut ChannelWriter) -> T + Send,
+) -> (T, io::Result<()>) {
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<Vec<u8>>(4);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(8);
+        let producer = scope.spawn(move || {
+            let mut writer = ChannelWriter {
+                buf: Vec::with_capacity(BUF_SIZE),
+                full: full_tx,
+                empty: empty_rx,
+            };
+            let result = produce(&mut writer);
+            // Whatever is left (the producer flushes on success; on error it does not matter).
+            let _ = writer.flush();
+            result
+        });
+        let mut written = Ok(());
+        for buf in &full_rx {
+            if let Err(e) = out.write_all(&buf) {
+                written = Err(e);
+                break;
+            }
+            let _ = empty_tx.try_send(buf);
+        }
+        drop(full_rx);
+        match producer.join() {
+            Ok(result) => (result, written),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// A writer that hands full buffers of [`BUF_SIZE`] bytes to [`write_behind`]'s thread and
+/// reuses the buffers it gives back.
+struct ChannelWriter {
+    buf: Vec<u8>,
+    full: SyncSender<Vec<u8>>,
+    empty: Receiver<Vec<u8>>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let mut next = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE));
+        next.clear();
+        let full = std::mem::replace(&mut self.buf, next);
+        self.full
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output failed"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = (BUF_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == BUF_SIZE {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
 }

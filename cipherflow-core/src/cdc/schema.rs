@@ -175,8 +175,28 @@ impl TableSchema {
 }
 
 /// A primary key value: one typed value per key column. Orders as the typed tuple.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key(pub Vec<KeyValue>);
+
+impl Ord for Key {
+    /// Lexicographic, as the derived order would be; a one-column key (the usual case,
+    /// compared millions of times by a merge) skips the generic slice comparison.
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.0.as_slice(), other.0.as_slice()) {
+            ([KeyValue::Int64(a)], [KeyValue::Int64(b)]) => a.cmp(b),
+            ([a], [b]) => a.cmp(b),
+            (a, b) => a.cmp(b),
+        }
+    }
+}
+
+impl PartialOrd for Key {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// One typed key field.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
