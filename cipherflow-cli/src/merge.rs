@@ -48,7 +48,9 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let mut changes = 0;
     std::thread::scope(|scope| -> Result<(), Error> {
         let (batches, parsed) = sync_channel(0);
-        let state_schema = state.schema().clone();
+        // The table as the state will have it when each file is applied: a file that adds
+        // columns widens it for the files after it, as `MergeState::apply` widens the state.
+        let mut state_schema = state.schema().clone();
         scope.spawn(move || {
             for path in &args.changes {
                 let label = path.display().to_string();
@@ -59,6 +61,9 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
                             .map_err(CoreError::from)
                             .context(|| "merge refused")
                     });
+                if let Ok(batch) = &batch {
+                    state_schema = state_schema.with_added_columns(&batch.added_columns);
+                }
                 let failed = batch.is_err();
                 if batches.send(batch).is_err() || failed {
                     break;
