@@ -1,11 +1,11 @@
 //! Provenance ledger costs (docs/LEDGER.md).
 //!
-//! - `ledger_append`: appending 20,000 records in batches of 1,000 (`Ledger::append_all`,
-//!   one segment object each) with a signed (ECDSA P-256) checkpoint every 10,000 records,
-//!   on a local folder (`LocalStore`: temporary file, fsync, link into place) and in memory
-//!   (`MemoryStore`: the ledger's own cost); and the peer, the lower bound any ledger of
-//!   these records pays: SHA-256 of each record's canonical bytes with plain `sha2`.
-//!   Throughput in records.
+//! - `ledger_append`: appending 20,000 records in batches of 1,000 and of 10,000
+//!   (`Ledger::append_all`, one segment object per batch) with a signed (ECDSA P-256)
+//!   checkpoint every 10,000 records, on a local folder (`LocalStore`: temporary file, fsync,
+//!   link into place, folder fsync) and in memory (`MemoryStore`: the ledger's own cost); and
+//!   the peer, the lower bound any ledger of these records pays: SHA-256 of each record's
+//!   canonical bytes with plain `sha2`. Throughput in records.
 //! - `ledger_inclusion_verify`: verifying one RFC 6962 inclusion proof in a tree of 1,000,000
 //!   leaves (20 hashes); throughput in proofs.
 //! - `ledger_tree_build`: hashing 1,000,000 leaf hashes into a tree (the in-memory part of
@@ -26,7 +26,6 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use sha2::{Digest, Sha256};
 
 const APPENDS: u64 = 20_000;
-const BATCH: u64 = 1_000;
 const CHECKPOINT_EVERY: u64 = 10_000;
 const TREE: u64 = 1_000_000;
 
@@ -46,10 +45,10 @@ fn record(i: u64) -> Record {
     }
 }
 
-/// The benchmark's records, in batches of `BATCH`.
-fn batches() -> Vec<Vec<Record>> {
-    (0..APPENDS / BATCH)
-        .map(|b| (b * BATCH..(b + 1) * BATCH).map(record).collect())
+/// The benchmark's records, in batches of `batch`.
+fn batches(batch: u64) -> Vec<Vec<Record>> {
+    (0..APPENDS / batch)
+        .map(|b| (b * batch..(b + 1) * batch).map(record).collect())
         .collect()
 }
 
@@ -77,29 +76,37 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Elements(APPENDS));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function("local_append_all_1000_checkpoint_every_10000", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("temporary folder");
-                let store = LocalStore::new(dir.path()).expect("local store");
-                (dir, Arc::new(store) as Arc<dyn ObjectStore>, batches())
+    for batch in [1_000, 10_000] {
+        group.bench_function(
+            format!("local_append_all_{batch}_checkpoint_every_10000"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        let dir = tempfile::tempdir().expect("temporary folder");
+                        let store = LocalStore::new(dir.path()).expect("local store");
+                        (dir, Arc::new(store) as Arc<dyn ObjectStore>, batches(batch))
+                    },
+                    |(dir, store, batches)| (dir, run(store, batches, &key)),
+                    BatchSize::PerIteration,
+                );
             },
-            |(dir, store, batches)| (dir, run(store, batches, &key)),
-            BatchSize::PerIteration,
         );
-    });
-    group.bench_function("memory_append_all_1000_checkpoint_every_10000", |b| {
-        b.iter_batched(
-            || {
-                (
-                    Arc::new(MemoryStore::new()) as Arc<dyn ObjectStore>,
-                    batches(),
-                )
+        group.bench_function(
+            format!("memory_append_all_{batch}_checkpoint_every_10000"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        (
+                            Arc::new(MemoryStore::new()) as Arc<dyn ObjectStore>,
+                            batches(batch),
+                        )
+                    },
+                    |(store, batches)| run(store, batches, &key),
+                    BatchSize::PerIteration,
+                );
             },
-            |(store, batches)| run(store, batches, &key),
-            BatchSize::PerIteration,
         );
-    });
+    }
     // The peer: hashing the same records' canonical bytes, nothing else.
     let encoded: Vec<Vec<u8>> = (0..APPENDS)
         .map(|i| record(i).encode().expect("encodes"))

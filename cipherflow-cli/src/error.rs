@@ -6,6 +6,7 @@ use std::io;
 use std::process::ExitCode;
 
 use cipherflow_core::Error as CoreError;
+use cipherflow_core::ledger::LedgerError;
 use cipherflow_core::pipeline::PipelineError;
 
 /// Exit status for a general failure.
@@ -78,6 +79,21 @@ impl Error {
                 CoreError::Pipeline(
                     PipelineError::Mismatch { .. } | PipelineError::Rollback { .. },
                 ) => EXIT_INTEGRITY,
+                // A ledger, checkpoint or proof that fails verification is an integrity
+                // failure; one no trusted key (valid at its time) signed, a signature failure.
+                CoreError::Ledger(
+                    LedgerError::BadRecord { .. }
+                    | LedgerError::Verify(_)
+                    | LedgerError::Proof(_)
+                    | LedgerError::Record { .. }
+                    | LedgerError::Checkpoint(_)
+                    | LedgerError::Bundle(_),
+                ) => EXIT_INTEGRITY,
+                CoreError::Ledger(
+                    LedgerError::UntrustedKey(_)
+                    | LedgerError::KeyNotValid { .. }
+                    | LedgerError::BadSignature(_),
+                ) => EXIT_SIGNATURE,
                 _ => EXIT_FAILURE,
             },
         })
@@ -145,6 +161,25 @@ mod tests {
             ExitCode::from(EXIT_SIGNATURE)
         );
         assert_eq!(code(CoreError::misuse("m")), ExitCode::from(EXIT_FAILURE));
+        assert_eq!(
+            code(
+                LedgerError::BadRecord {
+                    index: 1,
+                    object: None,
+                    reason: "r".into()
+                }
+                .into()
+            ),
+            ExitCode::from(EXIT_INTEGRITY)
+        );
+        assert_eq!(
+            code(LedgerError::UntrustedKey("k".into()).into()),
+            ExitCode::from(EXIT_SIGNATURE)
+        );
+        assert_eq!(
+            code(LedgerError::Storage("s".into()).into()),
+            ExitCode::from(EXIT_FAILURE)
+        );
         assert_eq!(
             Error::Usage("u".into()).exit_code(),
             ExitCode::from(EXIT_USAGE)

@@ -15,7 +15,7 @@ use cipherflow_core::ledger::cloudtrail;
 use cipherflow_core::ledger::custody::custody_report;
 use cipherflow_core::ledger::{
     Actor, Bundle, Kind, Ledger, LedgerError, Link, ObjectRef, Record, TrustedKey, TrustedKeys,
-    format_rfc3339,
+    format_rfc3339, parse_rfc3339,
 };
 use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
 use clap::{Args, Subcommand};
@@ -127,9 +127,16 @@ pub struct VerifyArgs {
     /// The ledger folder, or `s3://bucket/prefix` (with the `aws` feature).
     #[arg(long, value_name = "DIR")]
     pub ledger: PathBuf,
-    /// A public key trusted to sign checkpoints; repeat for several (rotated keys).
-    #[arg(long = "trusted-key", value_name = "PUB.pem", required = true)]
-    pub trusted_keys: Vec<PathBuf>,
+    /// A public key trusted to sign checkpoints; repeat for several (rotated keys). A
+    /// validity window may follow: `PUB.pem@FROM..UNTIL`, either bound Unix seconds or RFC
+    /// 3339 UTC (`2026-01-01T00:00:00Z`) or empty for open; the key then vouches only for
+    /// checkpoints whose stated time t has FROM <= t < UNTIL.
+    #[arg(
+        long = "trusted-key",
+        value_name = "PUB.pem[@FROM..UNTIL]",
+        required = true
+    )]
+    pub trusted_keys: Vec<String>,
     /// Accept records after the latest signed checkpoint (checked for form, order and
     /// links only). Without it, such records fail verification.
     #[arg(long)]
@@ -161,9 +168,16 @@ pub struct ProveArgs {
 /// `cipherflow ledger check-proof`.
 #[derive(Debug, Args)]
 pub struct CheckProofArgs {
-    /// A public key trusted to sign checkpoints; repeat for several.
-    #[arg(long = "trusted-key", value_name = "PUB.pem", required = true)]
-    pub trusted_keys: Vec<PathBuf>,
+    /// A public key trusted to sign checkpoints; repeat for several (rotated keys). A
+    /// validity window may follow: `PUB.pem@FROM..UNTIL`, either bound Unix seconds or RFC
+    /// 3339 UTC (`2026-01-01T00:00:00Z`) or empty for open; the key then vouches only for
+    /// checkpoints whose stated time t has FROM <= t < UNTIL.
+    #[arg(
+        long = "trusted-key",
+        value_name = "PUB.pem[@FROM..UNTIL]",
+        required = true
+    )]
+    pub trusted_keys: Vec<String>,
     /// The bundle, as `ledger prove` prints it (`-` for stdin).
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
@@ -183,6 +197,11 @@ pub struct CustodyArgs {
     /// any, principals are not checked.
     #[arg(long = "allow-principal", value_name = "ARN")]
     pub allow_principals: Vec<String>,
+    /// Re-hash the objects against the newest ledger write of each: a folder holding them
+    /// as `BUCKET/KEY` (a local copy of the buckets). Flags `hash-mismatch` and
+    /// `missing-on-recheck`.
+    #[arg(long, value_name = "DIR")]
+    pub recheck: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -295,10 +314,69 @@ fn checkpoint(args: CheckpointArgs) -> Result<(), Error> {
     }))
 }
 
-fn trusted(paths: &[PathBuf]) -> Result<TrustedKeys, Error> {
+/// A `--trusted-key` value: a key file and an optional validity window in Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TrustedKeyArg {
+    path: PathBuf,
+    not_before: Option<u64>,
+    not_after: Option<u64>,
+}
+
+/// Parses `PUB.pem` or `PUB.pem@FROM..UNTIL` (the text after the last `@` is a window only
+/// if it holds `..`, so other paths with `@` still work).
+fn parse_trusted_key(text: &str) -> Result<TrustedKeyArg, Error> {
+    let window = text
+        .rsplit_once('@')
+        .and_then(|(path, window)| Some((path, window.split_once("..")?)));
+    let Some((path, (from, until))) = window else {
+        return Ok(TrustedKeyArg {
+            path: PathBuf::from(text),
+            not_before: None,
+            not_after: None,
+        });
+    };
+    let bound = |t: &str| -> Result<Option<u64>, Error> {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            return t.parse().map(Some).map_err(|_| {
+                Error::Usage(format!("--trusted-key {text}: time {t} is out of range"))
+            });
+        }
+        parse_rfc3339(t).map(|ms| Some(ms / 1000)).ok_or_else(|| {
+            Error::Usage(format!(
+                "--trusted-key {text}: {t:?} is neither Unix seconds nor an RFC 3339 UTC time"
+            ))
+        })
+    };
+    let (not_before, not_after) = (bound(from)?, bound(until)?);
+    if let (Some(a), Some(b)) = (not_before, not_after)
+        && a >= b
+    {
+        return Err(Error::Usage(format!(
+            "--trusted-key {text}: the window is empty (FROM must be before UNTIL)"
+        )));
+    }
+    Ok(TrustedKeyArg {
+        path: PathBuf::from(path),
+        not_before,
+        not_after,
+    })
+}
+
+fn trusted(args: &[String]) -> Result<TrustedKeys, Error> {
     let mut keys = TrustedKeys::new();
-    for path in paths {
-        keys = keys.with(TrustedKey::new(load_verifying(path)?));
+    for text in args {
+        let arg = parse_trusted_key(text)?;
+        let mut key = TrustedKey::new(load_verifying(&arg.path)?);
+        if let Some(t) = arg.not_before {
+            key = key.not_before(t);
+        }
+        if let Some(t) = arg.not_after {
+            key = key.not_after(t);
+        }
+        keys = keys.with(key);
     }
     Ok(keys)
 }
@@ -408,7 +486,12 @@ fn custody(args: CustodyArgs) -> Result<(), Error> {
         );
     }
     let events = cloudtrail::dedupe_and_sort(events);
-    let report = custody_report(&records, &events, &args.allow_principals);
+    let mut report = custody_report(&records, &events, &args.allow_principals);
+    if let Some(dir) = &args.recheck {
+        let store = folder(dir, false)?;
+        block_on(report.recheck(&*store))
+            .context(|| format!("re-checking objects in {}", dir.display()))?;
+    }
     if args.json {
         print_json(&report)
     } else {
@@ -444,4 +527,49 @@ fn collect_files(path: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<(), E
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_key_windows_parse() {
+        let plain = parse_trusted_key("keys/pub.pem").unwrap();
+        assert_eq!(
+            (plain.path, plain.not_before, plain.not_after),
+            (PathBuf::from("keys/pub.pem"), None, None)
+        );
+        let both = parse_trusted_key("k@x.pem@100..2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            (both.path, both.not_before, both.not_after),
+            (PathBuf::from("k@x.pem"), Some(100), Some(1_767_225_600))
+        );
+        let open_end = parse_trusted_key("k.pem@1700000000..").unwrap();
+        assert_eq!(
+            (open_end.not_before, open_end.not_after),
+            (Some(1_700_000_000), None)
+        );
+        let open_start = parse_trusted_key("k.pem@..5").unwrap();
+        assert_eq!(
+            (open_start.not_before, open_start.not_after),
+            (None, Some(5))
+        );
+        // A path with `@` but no window is a path.
+        assert_eq!(
+            parse_trusted_key("me@host.pem").unwrap().path,
+            PathBuf::from("me@host.pem")
+        );
+        for bad in [
+            "k.pem@5..5",
+            "k.pem@9..1",
+            "k.pem@yesterday..",
+            "k.pem@..99999999999999999999",
+        ] {
+            assert!(
+                matches!(parse_trusted_key(bad), Err(Error::Usage(_))),
+                "{bad} should be refused"
+            );
+        }
+    }
 }

@@ -140,7 +140,7 @@ fn add_checkpoint_verify_show_prove_check() {
         .arg(&stranger)
         .arg(&bundle)
         .assert()
-        .failure()
+        .code(5)
         .stderr(predicate::str::contains("not signed by any trusted key"));
     let mut value: Value = serde_json::from_slice(&out).unwrap();
     value["index"] = 0.into();
@@ -149,7 +149,7 @@ fn add_checkpoint_verify_show_prove_check() {
         .arg(&public)
         .arg(&bundle)
         .assert()
-        .failure();
+        .code(4);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn verify_names_the_first_bad_index() {
     altered[last] ^= 1;
     fs::write(rec(1), &altered).unwrap();
     verify(&ledger, &public)
-        .failure()
+        .code(4)
         .stderr(predicate::str::contains("at record 1:"))
         .stderr(predicate::str::contains(
             "(segment segments/000000000001.seg)",
@@ -172,7 +172,7 @@ fn verify_names_the_first_bad_index() {
 
     fs::remove_file(rec(2)).unwrap();
     verify(&ledger, &public)
-        .failure()
+        .code(4)
         .stderr(predicate::str::contains("at record 2: missing"));
 }
 
@@ -197,7 +197,7 @@ fn unsigned_tail_and_untrusted_key_fail_verify() {
     .assert()
     .success();
     verify(&ledger, &public)
-        .failure()
+        .code(4)
         .stderr(predicate::str::contains("at record 3: not covered"));
     cf().args(["ledger", "verify", "--allow-unsigned-tail", "--ledger"])
         .arg(&ledger)
@@ -207,7 +207,7 @@ fn unsigned_tail_and_untrusted_key_fail_verify() {
         .success();
     let (_, stranger) = keygen(tmp.path(), "stranger");
     verify(&ledger, &stranger)
-        .failure()
+        .code(5)
         .stderr(predicate::str::contains("not signed by any trusted key"));
     // An input link to a record that does not exist is a usage error.
     cf().args([
@@ -287,4 +287,80 @@ fn custody_report_from_cloudtrail() {
         .stdout(predicate::str::contains(
             "s3://landing-bucket/in/a b+c:d=é.csv",
         ));
+
+    // Re-checking against a copy of the bucket: intact, then altered.
+    let copy = tmp.path().join("buckets");
+    let object = copy.join("landing-bucket/in/a b+c:d=é.csv");
+    fs::create_dir_all(object.parent().unwrap()).unwrap();
+    fs::write(&object, "12345").unwrap();
+    let recheck = || {
+        json(
+            cf().args(["ledger", "custody", "--json", "--ledger"])
+                .arg(&ledger)
+                .arg("--cloudtrail")
+                .arg(&trail)
+                .arg("--recheck")
+                .arg(&copy),
+        )
+    };
+    let rechecked = |report: &Value| -> Vec<Value> {
+        report["objects"][0]["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["anomaly"] == "hash-mismatch" || a["anomaly"] == "missing-on-recheck")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(rechecked(&recheck()), Vec::<Value>::new());
+    fs::write(&object, "12346").unwrap();
+    let flagged = rechecked(&recheck());
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0]["anomaly"], "hash-mismatch");
+    assert_eq!(flagged[0]["index"], 0);
+    assert_eq!(flagged[0]["stored_size"], 5);
+    assert_eq!(
+        flagged[0]["ledger_sha256"],
+        "5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5"
+    );
+    assert_ne!(flagged[0]["stored_sha256"], flagged[0]["ledger_sha256"]);
+}
+
+#[test]
+fn trusted_key_windows_bound_the_checkpoint_time() {
+    // The setup's checkpoint states time 1790000000 (2026-09-21T14:13:20Z).
+    let (tmp, ledger, _, public) = setup();
+    let with_window = |window: &str| {
+        let mut arg = public.clone().into_os_string();
+        arg.push(window);
+        cf().args(["ledger", "verify", "--ledger"])
+            .arg(&ledger)
+            .arg("--trusted-key")
+            .arg(arg)
+            .assert()
+    };
+    with_window("@1700000000..1800000000").success();
+    with_window("@2026-09-21T14:13:20Z..").success();
+    // Expired before the checkpoint (the end is exclusive), or not yet valid.
+    with_window("@..1790000000")
+        .code(5)
+        .stderr(predicate::str::contains(
+            "not valid at the checkpoint's time",
+        ));
+    with_window("@1790000001..")
+        .code(5)
+        .stderr(predicate::str::contains(
+            "not valid at the checkpoint's time",
+        ));
+    with_window("@9..1").code(2);
+    // A rotated set: an unrelated key alongside the valid one still verifies.
+    let (_, stranger) = keygen(tmp.path(), "stranger");
+    cf().args(["ledger", "verify", "--ledger"])
+        .arg(&ledger)
+        .arg("--trusted-key")
+        .arg(&stranger)
+        .arg("--trusted-key")
+        .arg(&public)
+        .assert()
+        .success();
 }

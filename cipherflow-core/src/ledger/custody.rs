@@ -9,9 +9,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use sha2::{Digest, Sha256};
+
 use super::cloudtrail::{Action, S3Event};
 use super::record::{Kind, Record};
 use super::time::format_rfc3339;
+use crate::Error;
+use crate::store::{ObjectKey, ObjectStore, StoreError};
 
 /// Something the two records disagree on, or that policy forbids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +41,28 @@ pub enum Anomaly {
         ledger_size: u64,
         /// Size the event reports.
         event_size: u64,
+    },
+    /// On re-check, the object as the store holds it now differs (size or SHA-256) from the
+    /// newest ledger record of a write of it.
+    HashMismatch {
+        /// The ledger index of that newest write.
+        index: u64,
+        /// Size in the ledger.
+        ledger_size: u64,
+        /// Size of the stored object.
+        stored_size: u64,
+        /// SHA-256 in the ledger, hex.
+        ledger_sha256: String,
+        /// SHA-256 of the stored object, hex.
+        stored_sha256: String,
+    },
+    /// On re-check, the object the newest ledger write names is not in the store (or its key
+    /// cannot name an object there).
+    MissingOnRecheck {
+        /// The ledger index of that newest write.
+        index: u64,
+        /// Why it could not be read.
+        reason: String,
     },
     /// The event's principal (and its role's issuer) is not on the allowed list.
     PrincipalNotAllowed {
@@ -205,6 +231,59 @@ pub fn custody_report(
 }
 
 impl CustodyReport {
+    /// Re-hashes, for each object with a ledger record of a write, the object as `store`
+    /// holds it now at `BUCKET/KEY` (e.g. a local folder holding a bucket's copy, or an S3
+    /// store at the account's root) against the newest such record, adding a `hash-mismatch`
+    /// when size or SHA-256 differ and `missing-on-recheck` when the object is absent or its
+    /// key cannot name one there. Other store errors stop the re-check and are returned.
+    pub async fn recheck(&mut self, store: &dyn ObjectStore) -> Result<(), Error> {
+        let writes: Vec<&str> = [
+            Kind::Landed,
+            Kind::BatchApplied,
+            Kind::SnapshotSealed,
+            Kind::Rewrapped,
+        ]
+        .into_iter()
+        .map(Kind::name)
+        .collect();
+        for o in &mut self.objects {
+            let Some(newest) = o.ledger.iter().rev().find(|l| writes.contains(&l.kind)) else {
+                continue;
+            };
+            let missing = |reason: String| Anomaly::MissingOnRecheck {
+                index: newest.index,
+                reason,
+            };
+            let key = match ObjectKey::new(format!("{}/{}", o.bucket, o.key)) {
+                Ok(key) => key,
+                Err(e) => {
+                    o.anomalies.push(missing(e.to_string()));
+                    continue;
+                }
+            };
+            let bytes = match store.get(&key).await {
+                Ok((bytes, _)) => bytes,
+                Err(e @ StoreError::NotFound { .. }) => {
+                    o.anomalies.push(missing(e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let stored_sha256 = hex::encode(Sha256::digest(&bytes));
+            if bytes.len() as u64 != newest.size || stored_sha256 != newest.sha256 {
+                o.anomalies.push(Anomaly::HashMismatch {
+                    index: newest.index,
+                    ledger_size: newest.size,
+                    stored_size: bytes.len() as u64,
+                    ledger_sha256: newest.sha256.clone(),
+                    stored_sha256,
+                });
+            }
+        }
+        self.anomaly_count = self.objects.iter().map(|o| o.anomalies.len()).sum();
+        Ok(())
+    }
+
     /// The report as readable text.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

@@ -172,6 +172,34 @@ impl Place {
         Ok(out)
     }
 
+    /// The leaf hashes the pieces hold for `[0, n)`, as far as they are contiguous from 0.
+    /// Overlapping pieces (two checkpoints written at once) are read once each; where they
+    /// overlap, the first read wins here and [`Ledger::verify`] checks that they agree.
+    async fn committed_leaves(&self) -> Result<Vec<Hash>, Error> {
+        let mut leaves: Vec<Hash> = Vec::new();
+        for (start, end) in self.pieces().await? {
+            let have = leaves.len() as u64;
+            if start > have {
+                break;
+            }
+            if end <= have {
+                continue;
+            }
+            let key = self.piece_key(start, end)?;
+            let bytes = self.get(&key).await?;
+            if bytes.len() as u64 != (end - start) * 32 {
+                return Err(storage(format!("{key} has the wrong length")));
+            }
+            let skip = ((have - start) * 32) as usize;
+            leaves.extend(
+                bytes[skip..]
+                    .chunks_exact(32)
+                    .map(|c| Hash::try_from(c).expect("32 bytes")),
+            );
+        }
+        Ok(leaves)
+    }
+
     /// Checkpoint sizes, sorted.
     async fn checkpoints(&self) -> Result<Vec<u64>, Error> {
         let mut out = Vec::new();
@@ -260,9 +288,12 @@ impl Ledger {
         Ledger::open(place.store, prefix).await
     }
 
-    /// Opens an existing ledger: reads every segment (framing and leaf hashes, not
-    /// signatures; see [`Ledger::verify`]). Fails, naming the object, if segments leave a
-    /// gap, overlap or are malformed; a segment with no records is ignored.
+    /// Opens an existing ledger. The checkpointed prefix comes from the leaf-hash pieces (32
+    /// bytes a record, no record read or hashed) and only the segments after it are read
+    /// (framing and leaf hashes, not signatures; see [`Ledger::verify`]), so opening costs
+    /// one listing, the pieces and the new data. Fails, naming the object, if segments leave
+    /// a gap, overlap or are malformed, or if the pieces do not give the latest checkpoint's
+    /// root; a segment with no records is ignored.
     pub async fn open(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Ledger, Error> {
         let place = Place::new(store, prefix)?;
         let origin = place.origin().await?;
@@ -274,15 +305,62 @@ impl Ledger {
             pieces_end: 0,
             latest: None,
         };
-        for first in ledger.place.segments().await? {
-            let key = ledger.place.segment_key(first)?;
-            let bytes = ledger.place.get(&key).await?;
+        let committed = ledger.place.committed_leaves().await?;
+        let names = ledger.place.segments().await?;
+        // Segments wholly inside the committed prefix: their span ends where the next one
+        // starts, and their leaf hashes are the committed ones. The segment reaching the end
+        // of the prefix (and everything after it) is read below.
+        let mut rest = &names[..];
+        while let [first, next, ..] = *rest {
+            let end = ledger.tree.len();
+            if first != end || next <= first || next > committed.len() as u64 {
+                break;
+            }
+            for &hash in &committed[first as usize..next as usize] {
+                ledger.tree.push(hash);
+            }
+            ledger.spans.push(Span { first, end: next });
+            rest = &rest[1..];
+        }
+        let committed_len = committed.len() as u64;
+        drop(committed);
+        ledger.read_segments(rest).await?;
+        if ledger.tree.len() < committed_len {
+            // The names did not tile the committed prefix as appenders write them (an empty
+            // segment planted inside another's range, say): read every segment instead.
+            ledger.tree = Tree::new();
+            ledger.spans.clear();
+            ledger.read_segments(&names).await?;
+        }
+        ledger.reload_checkpoints().await?;
+        if let Some((size, note)) = &ledger.latest {
+            let (checkpoint, _) = Checkpoint::parse_unverified(note)?;
+            if ledger
+                .tree
+                .root_at(*size)
+                .is_some_and(|root| root != checkpoint.root)
+            {
+                return Err(LedgerError::Verify(format!(
+                    "the stored leaf hashes do not give the root of the checkpoint at size {size}"
+                ))
+                .into());
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Reads the segments named by these first indices (sorted) and hashes their records
+    /// onto the tree, which must end where the first non-empty one starts.
+    async fn read_segments(&mut self, names: &[u64]) -> Result<(), Error> {
+        for &first in names {
+            let key = self.place.segment_key(first)?;
+            let bytes = self.place.get(&key).await?;
             let (header, frames) =
                 segment::frames(&bytes, first).map_err(|e| segment_error(&key, e))?;
             if header.count == 0 {
                 continue;
             }
-            let end = ledger.tree.len();
+            let end = self.tree.len();
             if first != end {
                 return Err(bad_record(
                     first.min(end),
@@ -298,15 +376,14 @@ impl Ledger {
             }
             for frame in frames {
                 let (_, record) = frame.map_err(|e| segment_error(&key, e))?;
-                ledger.tree.push(leaf_hash(record));
+                self.tree.push(leaf_hash(record));
             }
-            ledger.spans.push(Span {
+            self.spans.push(Span {
                 first,
                 end: header.end(),
             });
         }
-        ledger.reload_checkpoints().await?;
-        Ok(ledger)
+        Ok(())
     }
 
     /// The log's origin.
@@ -367,7 +444,7 @@ impl Ledger {
         }
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let first = self.tree.len();
-            let mut encoded = Vec::with_capacity(records.len());
+            let mut builder = segment::Builder::new(first, records.len() * 256);
             let mut hashes: Vec<Hash> = Vec::with_capacity(records.len());
             for (index, record) in (first..).zip(records.iter_mut()) {
                 record.sequence = index;
@@ -385,12 +462,11 @@ impl Ledger {
                         .into());
                     }
                 }
-                let bytes = record.encode()?;
-                hashes.push(leaf_hash(&bytes));
-                encoded.push(bytes);
+                let bytes = builder.push(|out| record.encode_into(out))?;
+                hashes.push(leaf_hash(bytes));
             }
             let key = self.place.segment_key(first)?;
-            let body = segment::encode(first, encoded.iter().map(Vec::as_slice));
+            let body = builder.finish();
             match self.place.create(&key, body).await {
                 Ok(()) => {
                     for &hash in &hashes {
@@ -525,8 +601,21 @@ impl Ledger {
             .take_while(|s| s.first < range.end)
         {
             let (key, bytes) = self.read_span(span).await?;
-            let (_, frames) =
+            let (header, frames) =
                 segment::frames(&bytes, span.first).map_err(|e| segment_error(&key, e))?;
+            if header.end() != span.end {
+                return Err(bad_record(
+                    header.end().min(span.end),
+                    Some(&key),
+                    format!(
+                        "the segment holds records {}..{}, not {}..{} as the ledger's layout says",
+                        header.first,
+                        header.end(),
+                        span.first,
+                        span.end
+                    ),
+                ));
+            }
             for frame in frames {
                 let (index, bytes) = frame.map_err(|e| segment_error(&key, e))?;
                 if !range.contains(&index) {
@@ -537,7 +626,8 @@ impl Ledger {
                     return Err(bad_record(
                         index,
                         Some(&key),
-                        "changed since the ledger was opened",
+                        "its leaf hash differs from the one this handle holds (committed in \
+                         the leaf-hash pieces, or read when the ledger was opened)",
                     ));
                 }
                 let record = Record::decode(bytes)
@@ -672,11 +762,13 @@ impl Ledger {
             }
         };
 
-        let mut leaves: Vec<Hash> = Vec::with_capacity(signed_size as usize);
+        // Records below the signed size must equal the signed leaf hashes, so only the
+        // unsigned tail's hashes are kept apart (for its input links).
+        let mut next: u64 = 0;
+        let mut tail: Vec<Hash> = Vec::new();
         for first in place.segments().await? {
             let key = place.segment_key(first)?;
             let bytes = place.get(&key).await?;
-            let next = leaves.len() as u64;
             let (header, frames) = segment::frames(&bytes, first).map_err(|e| {
                 // A segment whose header is bad cannot claim its range: its records are
                 // missing unless earlier segments already hold them.
@@ -725,17 +817,25 @@ impl Ledger {
                     )));
                 }
                 for link in &record.inputs {
-                    if leaves[link.index as usize] != link.leaf_hash {
+                    let linked = if link.index < signed_size {
+                        signed.leaf(link.index)
+                    } else {
+                        tail.get((link.index - signed_size) as usize).copied()
+                    };
+                    if linked != Some(link.leaf_hash) {
                         return Err(bad(format!(
                             "input link to record {} does not match that record's leaf hash",
                             link.index
                         )));
                     }
                 }
-                leaves.push(hash);
+                if index >= signed_size {
+                    tail.push(hash);
+                }
+                next = index + 1;
             }
         }
-        let records = leaves.len() as u64;
+        let records = next;
         if records < signed_size {
             return Err(bad_record(records, None, missing(records)));
         }

@@ -198,35 +198,51 @@ impl Record {
     /// The canonical bytes (`docs/LEDGER.md`). Fails if a field is over its limit or the
     /// inputs are not strictly increasing indexes below `sequence`.
     pub fn encode(&self) -> Result<Vec<u8>, LedgerError> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the canonical bytes to `out` (how a segment is built without a copy per
+    /// record). On error `out` is left as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), LedgerError> {
+        let start = out.len();
+        let result = self.write(out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), LedgerError> {
         self.check_inputs()
             .map_err(|reason| LedgerError::InvalidRecord(reason.into()))?;
-        let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&RECORD_MAGIC);
         out.push(RECORD_VERSION);
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.push(self.kind.code());
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         let o = &self.object;
-        put_str(&mut out, "store", &o.store)?;
-        put_str(&mut out, "bucket", &o.bucket)?;
-        put_str(&mut out, "key", &o.key)?;
-        put_opt(&mut out, "version_id", o.version_id.as_deref())?;
+        put_str(out, "store", &o.store)?;
+        put_str(out, "bucket", &o.bucket)?;
+        put_str(out, "key", &o.key)?;
+        put_opt(out, "version_id", o.version_id.as_deref())?;
         out.extend_from_slice(&o.size.to_be_bytes());
         out.extend_from_slice(&o.sha256);
-        put_opt(&mut out, "etag", o.etag.as_deref())?;
+        put_opt(out, "etag", o.etag.as_deref())?;
         let a = &self.actor;
-        put_str(&mut out, "principal", &a.principal)?;
-        put_opt(&mut out, "issuer", a.issuer.as_deref())?;
-        put_opt(&mut out, "source_ip", a.source_ip.as_deref())?;
-        put_opt(&mut out, "user_agent", a.user_agent.as_deref())?;
-        put_str(&mut out, "step", &self.step)?;
-        put_str(&mut out, "tool_version", &self.tool_version)?;
+        put_str(out, "principal", &a.principal)?;
+        put_opt(out, "issuer", a.issuer.as_deref())?;
+        put_opt(out, "source_ip", a.source_ip.as_deref())?;
+        put_opt(out, "user_agent", a.user_agent.as_deref())?;
+        put_str(out, "step", &self.step)?;
+        put_str(out, "tool_version", &self.tool_version)?;
         out.extend_from_slice(&(self.inputs.len() as u32).to_be_bytes());
         for link in &self.inputs {
             out.extend_from_slice(&link.index.to_be_bytes());
             out.extend_from_slice(&link.leaf_hash);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Decodes canonical bytes, strictly.

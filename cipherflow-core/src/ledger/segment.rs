@@ -34,18 +34,68 @@ pub struct SegmentError {
 
 /// Builds a segment of `records` (canonical encodings) starting at index `first`.
 pub fn encode<'a>(first: u64, records: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let count = u32::try_from(records.len()).expect("batches hold fewer than 2^32 records");
-    let mut out = Vec::with_capacity(HEADER_LEN + records.len() * 256);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&first.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
+    let mut builder = Builder::new(first, records.len() * 256);
     for record in records {
-        let len = u32::try_from(record.len()).expect("records are shorter than 4 GiB");
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(record);
+        builder
+            .push(|out| {
+                out.extend_from_slice(record);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .expect("infallible");
     }
-    out
+    builder.finish()
+}
+
+/// Builds a segment in one buffer: each record is written straight into its frame, so an
+/// append encodes each record once and copies nothing.
+#[derive(Debug)]
+pub struct Builder {
+    out: Vec<u8>,
+    count: u32,
+}
+
+impl Builder {
+    /// A segment starting at index `first`, with room for about `capacity` bytes of records.
+    pub fn new(first: u64, capacity: usize) -> Builder {
+        let mut out = Vec::with_capacity(HEADER_LEN + capacity);
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&first.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        Builder { out, count: 0 }
+    }
+
+    /// Adds one frame whose record `write` appends to the buffer (it must append at least
+    /// one byte, at most [`MAX_RECORD_LEN`]); returns the record's bytes. If `write` fails,
+    /// the segment is as it was.
+    pub fn push<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<&[u8], E> {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        if let Err(e) = write(&mut self.out) {
+            self.out.truncate(at);
+            return Err(e);
+        }
+        let len = self.out.len() - at - 4;
+        assert!(
+            len > 0 && len <= MAX_RECORD_LEN as usize,
+            "a segment frame holds 1 to {MAX_RECORD_LEN} bytes"
+        );
+        self.out[at..at + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        self.count = self
+            .count
+            .checked_add(1)
+            .expect("batches hold fewer than 2^32 records");
+        Ok(&self.out[at + 4..])
+    }
+
+    /// The segment's bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[13..17].copy_from_slice(&self.count.to_be_bytes());
+        self.out
+    }
 }
 
 /// A segment's header, checked against the index its object name gives.

@@ -743,6 +743,118 @@ fn tamper_remove_reorder_truncate() {
     verify(&store, &trusted).unwrap();
 }
 
+/// A store that records which objects were read whole, to show what `open` reads.
+#[derive(Debug)]
+struct ReadLog {
+    inner: Arc<dyn ObjectStore>,
+    gets: std::sync::Mutex<Vec<String>>,
+}
+
+impl ReadLog {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.gets.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for ReadLog {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<crate::store::ObjectMeta, crate::store::StoreError> {
+        self.inner.put(key, bytes, mode).await
+    }
+    async fn get(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<(Bytes, crate::store::ObjectMeta), crate::store::StoreError> {
+        self.gets.lock().unwrap().push(key.to_string());
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, crate::store::StoreError> {
+        self.gets.lock().unwrap().push(format!("{key} {range:?}"));
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<crate::store::ObjectMeta, crate::store::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<crate::store::ObjectMeta>, crate::store::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), crate::store::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+#[test]
+fn open_reads_the_committed_leaf_hashes_and_only_the_new_segments() {
+    let log = Arc::new(ReadLog {
+        inner: memory(),
+        gets: Default::default(),
+    });
+    let store: Arc<dyn ObjectStore> = log.clone();
+    let key = signer();
+    // Segments at 0, 4, 8 and 12; checkpoints at 8 and 12; 14 and 16 unsigned.
+    let ledger = build(&store, &key, 18, 4, &[8, 12]);
+    log.take();
+    let opened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    assert_eq!(opened.len(), 18);
+    assert_eq!(opened.tree().root(), ledger.tree().root());
+    let piece = |a: u64, b: u64| format!("{PREFIX}/leaves/{a:012}-{b:012}.bin");
+    let read = log.take();
+    assert_eq!(
+        read,
+        vec![
+            format!("{PREFIX}/origin"),
+            piece(0, 8),
+            piece(8, 12),
+            // Only the segments after the committed prefix.
+            seg_key(12).to_string(),
+            seg_key(16).to_string(),
+            format!("{PREFIX}/checkpoints/{:012}.note", 12),
+        ]
+    );
+    // Records in the committed prefix are read from their segment and checked against the
+    // committed leaf hash.
+    let (first, hash) = block_on(opened.record(1)).unwrap();
+    assert_eq!(first.sequence, 1);
+    assert_eq!(hash, ledger.tree().leaf(1).unwrap());
+    let mut altered = get(&store, &seg_key(0));
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    put(&store, &seg_key(0), &altered);
+    let reopened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    match block_on(reopened.record(3)).map_err(ledger_err) {
+        Err(LedgerError::BadRecord { index, object, .. }) => {
+            assert_eq!((index, object), (3, Some(seg_key(0).to_string())));
+        }
+        other => panic!("expected record 3 refused, got {other:?}"),
+    }
+    // A leaf-hash piece that no longer gives the signed root is refused at open.
+    let mut piece0 = get(&store, &ObjectKey::new(piece(0, 8)).unwrap());
+    piece0[0] ^= 1;
+    put(&store, &ObjectKey::new(piece(0, 8)).unwrap(), &piece0);
+    match block_on(Ledger::open(store.clone(), PREFIX)).map_err(ledger_err) {
+        Err(LedgerError::Verify(reason)) => assert!(reason.contains("size 12"), "{reason}"),
+        other => panic!("expected the altered piece refused, got {other:?}"),
+    }
+}
+
 #[test]
 fn segment_cut_at_every_byte_is_a_typed_error() {
     let store = memory();
@@ -798,13 +910,17 @@ fn empty_segments_are_ignored_and_overlaps_refused() {
         bad_index(&store, &trusted),
         (2, Some(seg_key(2).to_string()))
     );
-    match block_on(Ledger::open(store.clone(), PREFIX)).map_err(ledger_err) {
+    // `open` takes the committed prefix's layout from the names without reading those
+    // segments, so it does not see the overlap; reading a record through the handle does
+    // (the segment holds 2..3, not the 2..4 its name implies).
+    let opened = block_on(Ledger::open(store.clone(), PREFIX)).unwrap();
+    match block_on(opened.record(2)).map_err(ledger_err) {
         Err(LedgerError::BadRecord {
-            index: 2, object, ..
+            index: 3, object, ..
         }) => {
             assert_eq!(object, Some(seg_key(2).to_string()))
         }
-        other => panic!("open gave {other:?}"),
+        other => panic!("record 2 gave {other:?}"),
     }
     // An empty segment at the end blocks that index: appends fail with a typed error.
     del(&store, &seg_key(2));
@@ -912,6 +1028,7 @@ mod custody_tests {
 
     const CLOUDTRAIL: &str = include_str!("../../tests/data/ledger/cloudtrail.json");
     const NOTIFICATION: &str = include_str!("../../tests/data/ledger/notification.json");
+    const COPY_DELETE: &str = include_str!("../../tests/data/ledger/cloudtrail-copy-delete.json");
     const KEY: &str = "in/a b+c:d=é.csv";
     const INGEST_ROLE: &str = "arn:aws:iam::123456789012:role/ingest";
     const CONSUMER_ROLE: &str = "arn:aws:iam::123456789012:role/consumer";
@@ -1068,5 +1185,188 @@ mod custody_tests {
 
         // Without an allowed list, only the join anomalies remain.
         assert_eq!(custody_report(&records, &events(), &[]).anomaly_count, 3);
+    }
+
+    #[test]
+    fn copy_multipart_and_delete_events_field_by_field() {
+        // Out of order in the file, one CopyObject delivered twice, a notification of the
+        // delete whose key is form-URL-encoded (`%2B` a plus, `+` a space).
+        let read = read_events(COPY_DELETE.as_bytes()).unwrap();
+        assert_eq!(read.len(), 5);
+        let events = dedupe_and_sort(read);
+        let publish = Some("arn:aws:sts::123456789012:assumed-role/publish/run-7".to_owned());
+        let publish_role = Some("arn:aws:iam::123456789012:role/publish".to_owned());
+        let cli = Some("[aws-cli/2.15.0 Python/3.11.6]".to_owned());
+        let copied = "out/x+y z=ü:1.csv";
+        let version = Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".to_owned());
+        assert_eq!(
+            events,
+            vec![
+                S3Event {
+                    event_id: "00000000-0000-0000-0000-000000000011".into(),
+                    source: Source::CloudTrail,
+                    time_ms: 1_549_098_000_000,
+                    name: "CopyObject".into(),
+                    action: Action::Write,
+                    bucket: "share-bucket".into(),
+                    key: copied.into(),
+                    version_id: version.clone(),
+                    size: Some(5),
+                    principal: publish.clone(),
+                    issuer: publish_role.clone(),
+                    source_ip: Some("198.51.100.7".into()),
+                    user_agent: cli.clone(),
+                },
+                S3Event {
+                    event_id: "00000000-0000-0000-0000-000000000012".into(),
+                    source: Source::CloudTrail,
+                    time_ms: 1_549_098_330_250,
+                    name: "CompleteMultipartUpload".into(),
+                    action: Action::Write,
+                    bucket: "landing-bucket".into(),
+                    key: "in/big+file 日本.parquet".into(),
+                    version_id: Some("mpu-v1".into()),
+                    // CloudTrail reports 0 bytes for the completion itself: unknown, not 0.
+                    size: None,
+                    principal: Some("arn:aws:iam::123456789012:user/uploader".into()),
+                    issuer: None,
+                    source_ip: Some("203.0.113.99".into()),
+                    user_agent: Some("aws-sdk-java/2.20.0".into()),
+                },
+                S3Event {
+                    event_id: "00000000-0000-0000-0000-000000000013".into(),
+                    source: Source::CloudTrail,
+                    time_ms: 1_549_098_900_000,
+                    name: "DeleteObject".into(),
+                    action: Action::Delete,
+                    bucket: "share-bucket".into(),
+                    key: copied.into(),
+                    version_id: version.clone(),
+                    size: None,
+                    principal: publish.clone(),
+                    issuer: publish_role.clone(),
+                    source_ip: Some("198.51.100.7".into()),
+                    user_agent: cli.clone(),
+                },
+                S3Event {
+                    event_id: "notification:DELETE0000000001:0055AED6DCD90281E6".into(),
+                    source: Source::Notification,
+                    time_ms: 1_549_098_900_042,
+                    name: "ObjectRemoved:Delete".into(),
+                    action: Action::Delete,
+                    bucket: "share-bucket".into(),
+                    key: copied.into(),
+                    version_id: version.clone(),
+                    size: None,
+                    principal: Some("AWS:AROAPUBLISHID:run-7".into()),
+                    issuer: None,
+                    source_ip: Some("198.51.100.7".into()),
+                    user_agent: None,
+                },
+            ]
+        );
+
+        // Joined with a ledger that knows the copy as a share of 5 bytes and the upload as
+        // landed with the wrong size: the copy's write matches, the upload has no size to
+        // compare, the deletes are events on a known object; only the principal list flags.
+        let mut shared = landed(copied, "v0", 5);
+        shared.object.bucket = "share-bucket".into();
+        shared.object.version_id = version.clone();
+        shared.kind = Kind::Rewrapped;
+        let upload = ObjectRef {
+            version_id: Some("mpu-v1".into()),
+            ..ObjectRef::of_bytes("s3", "landing-bucket", "in/big+file 日本.parquet", b"12")
+        };
+        let mut uploaded = landed("x", "v", 1);
+        uploaded.object = upload;
+        let records = vec![(7, shared), (8, uploaded)];
+        let allowed = vec![publish_role.clone().unwrap()];
+        let report = custody_report(&records, &events, &allowed);
+        let keys: Vec<(&str, &str)> = report
+            .objects
+            .iter()
+            .map(|o| (o.bucket.as_str(), o.key.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("landing-bucket", "in/big+file 日本.parquet"),
+                ("share-bucket", copied)
+            ]
+        );
+        assert_eq!(
+            report.objects[0].anomalies,
+            vec![Anomaly::PrincipalNotAllowed {
+                event_id: "00000000-0000-0000-0000-000000000012".into(),
+                principal: Some("arn:aws:iam::123456789012:user/uploader".into()),
+            }]
+        );
+        assert_eq!(report.objects[1].events.len(), 3);
+        assert_eq!(
+            report.objects[1].anomalies,
+            vec![Anomaly::PrincipalNotAllowed {
+                event_id: "notification:DELETE0000000001:0055AED6DCD90281E6".into(),
+                principal: Some("AWS:AROAPUBLISHID:run-7".into()),
+            }]
+        );
+        assert_eq!(report.anomaly_count, 2);
+    }
+
+    #[test]
+    fn recheck_hashes_the_stored_objects_against_the_newest_write() {
+        let records = vec![
+            (0, landed(KEY, "v1", 5)),
+            (1, landed("in/big.csv", "v2", 10)),
+            (4, landed("in/big.csv", "v3", 12)),
+            (2, landed("in/never.csv", "v1", 3)),
+        ];
+        let store = MemoryStore::new();
+        let object = |key: &str| ObjectKey::new(format!("landing-bucket/{key}")).unwrap();
+        // The first object as written; the second's newest version altered (same length);
+        // the third absent.
+        block_on(store.put(&object(KEY), Bytes::from(vec![b'x'; 5]), PutMode::Create)).unwrap();
+        let mut altered = vec![b'x'; 12];
+        altered[11] = b'y';
+        block_on(store.put(
+            &object("in/big.csv"),
+            Bytes::from(altered.clone()),
+            PutMode::Create,
+        ))
+        .unwrap();
+        let mut report = custody_report(&records, &events(), &[]);
+        let before = report.anomaly_count;
+        block_on(report.recheck(&store)).unwrap();
+        assert_eq!(report.anomaly_count, before + 2);
+        let last = |i: usize| report.objects[i].anomalies.last().cloned();
+        // The intact object gains nothing.
+        assert!(!report.objects[0].anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::HashMismatch { .. } | Anomaly::MissingOnRecheck { .. }
+        )));
+        assert_eq!(
+            last(1),
+            Some(Anomaly::HashMismatch {
+                index: 4,
+                ledger_size: 12,
+                stored_size: 12,
+                ledger_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(vec![b'x'; 12])),
+                stored_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&altered)),
+            })
+        );
+        match last(2) {
+            Some(Anomaly::MissingOnRecheck { index: 2, reason }) => {
+                assert!(reason.contains("in/never.csv"), "{reason}");
+            }
+            other => panic!("expected the absent object flagged, got {other:?}"),
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["objects"][1]["anomalies"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()["anomaly"],
+            "hash-mismatch"
+        );
     }
 }
