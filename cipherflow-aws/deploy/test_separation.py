@@ -683,6 +683,27 @@ def test_state_key_rotates(template):
     assert props.get("EnableKeyRotation") is True
 
 
+def test_state_envelope_key_is_the_pipelines_alone(template):
+    # The pipeline's own envelope key (its private state is sealed to it): RSA, the pipeline
+    # role can read its public key and unwrap, the consumer role is granted nothing on it, and
+    # the key policy lets no one else decrypt (not even through IAM: use is not delegated).
+    r = Resolver(template)
+    props = r.props("StateEnvelopeKey")
+    assert props.get("KeySpec") in ("RSA_2048", "RSA_3072", "RSA_4096")
+    assert props.get("KeyUsage") == "ENCRYPT_DECRYPT"
+    arn = r.arn("StateEnvelopeKey")
+    found, _ = identity_statements(template, PIPELINE_ROLE)
+    for action in ("kms:GetPublicKey", "kms:Decrypt"):
+        assert any(allows(s) and grants_action(s, action) and covers_resource(s, r, arn) for _, s in found), action
+    found, _ = identity_statements(template, CONSUMER_ROLE)
+    assert not [
+        sid for sid, s in found if allows(s) and grants_action(s, "kms:Decrypt") and covers_resource(s, r, arn)
+    ]
+    for s in key_policy(template, "StateEnvelopeKey"):
+        if allows(s) and grants_action(s, "kms:Decrypt"):
+            assert principals(s, r) == [r.arn(PIPELINE_ROLE)], principals(s, r)
+
+
 # ------------------------------------------------------------------------------------------------
 # Negative self-tests: each mutation must be caught by its check
 # ------------------------------------------------------------------------------------------------
