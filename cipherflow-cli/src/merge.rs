@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
-    CdcError, DmsOptions, Position, TableSchema, read_csv_header, read_dms,
+    CdcError, DmsOptions, Position, Reject, TableSchema, read_csv_header, read_dms,
 };
 use cipherflow_core::merge::{MergeState, merge_sorted, write_rejects};
 use serde::Serialize;
@@ -79,14 +79,7 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
         Ok(())
     })?;
 
-    let mut reject_out = match &args.reject {
-        Some(path) => {
-            let mut out = Output::create(Some(path))?;
-            write_rejects(&rejects, &mut out).context(|| format!("writing {}", path.display()))?;
-            Some(out)
-        }
-        None => None,
-    };
+    let mut reject_out = write_reject_file(args.reject.as_deref(), &rejects)?;
 
     let base = File::open(&base_path).context(|| format!("reading {base_label}"))?;
     let mut out = Output::create(Some(&args.out))?;
@@ -113,6 +106,18 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
         rejected: rejects.len() as u64,
         bytes: stats.bytes,
     })
+}
+
+/// Writes the rejects to `--reject FILE` (uncommitted: the caller commits it once the
+/// snapshot is in place).
+pub(crate) fn write_reject_file(
+    path: Option<&Path>,
+    rejects: &[Reject],
+) -> Result<Option<Output>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    let mut out = Output::create(Some(path))?;
+    write_rejects(rejects, &mut out).context(|| format!("writing {}", path.display()))?;
+    Ok(Some(out))
 }
 
 /// How the command reads change files. Columns added mid-stream are accepted: appended to

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{DmsOptions, KeySpec, OrderKey, Timestamp, parse_seq, read_dms};
-use cipherflow_core::merge::{MergeState, StateFolder, write_rejects};
+use cipherflow_core::merge::{MergeState, StateFolder};
 use serde::Serialize;
 
 use crate::cli::MergeArgs;
@@ -95,14 +95,7 @@ pub fn merge_stateful(args: &MergeArgs, dir: &Path) -> Result<(), Error> {
     }
     let tombstones_purged = purge_before.map_or(0, |b| state.purge_tombstones(&b)) as u64;
 
-    let mut reject_out = match &args.reject {
-        Some(path) => {
-            let mut out = Output::create(Some(path))?;
-            write_rejects(&rejects, &mut out).context(|| format!("writing {}", path.display()))?;
-            Some(out)
-        }
-        None => None,
-    };
+    let mut reject_out = crate::merge::write_reject_file(args.reject.as_deref(), &rejects)?;
     let mut out = Output::create(Some(&args.out))?;
     let mut counting = Counting {
         inner: &mut out,
