@@ -27,6 +27,7 @@
 //! ```
 
 mod error;
+mod ingest;
 mod read;
 mod schema;
 mod sink;
@@ -34,6 +35,10 @@ mod validate;
 mod value;
 
 pub use error::{Reason, RecordError, RecordsError};
+pub use ingest::{
+    Ingest, IngestError, IngestLedger, IngestReport, RecordSink, RejectTarget, SinkError,
+    SinkReport,
+};
 pub use read::{
     Format, ReadOptions, Record, Records, Rejected, read_records, read_records_from, write_rejects,
 };
