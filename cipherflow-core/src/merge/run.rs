@@ -120,13 +120,16 @@ fn encode_change(schema: &TableSchema, change: &Change, columns: usize, out: &mu
 }
 
 /// Decodes a run of `schema`'s table; errors name `object` and the line.
+///
+/// A run written before columns were added to the table (its header holds a prefix of the
+/// table's columns, key columns included) is widened: its upserts keep the columns it does
+/// not have ([`Cell::Keep`]), as a change file without them does (`docs/MERGE.md` §2.5).
 pub fn decode_run(
     object: &str,
     schema: &TableSchema,
     bytes: &[u8],
 ) -> Result<Vec<Change>, CdcError> {
     let columns = schema.columns().len();
-    let width = RUN_COLUMNS.len() + columns;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -154,7 +157,15 @@ pub fn decode_run(
         .map(|c| c.as_bytes())
         .chain(schema.columns().iter().map(|c| c.as_bytes()))
         .collect();
-    if record.iter().ne(expected.iter().copied()) {
+    // The run's own columns: all of the table's, or (an older run) a prefix of them that
+    // holds every key column.
+    let held = record.len().saturating_sub(RUN_COLUMNS.len());
+    let widened = held < columns
+        && schema.key().iter().all(|&(i, _)| i < held)
+        && record
+            .iter()
+            .eq(expected[..RUN_COLUMNS.len() + held].iter().copied());
+    if !widened && record.iter().ne(expected.iter().copied()) {
         let text = |v: Vec<&[u8]>| {
             v.iter()
                 .map(|b| String::from_utf8_lossy(b))
@@ -169,6 +180,7 @@ pub fn decode_run(
             },
         ));
     }
+    let width = record.len();
     let mut changes = Vec::new();
     let mut last_object: Option<Arc<str>> = None;
     while read(&mut rdr, &mut record)? {
@@ -223,12 +235,13 @@ pub fn decode_run(
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| bad("_line", f(5)))?;
         let mut keep = vec![false; columns];
+        keep[held..].fill(true);
         if !f(6).is_empty() {
             for part in f(6).split(|&b| b == b';') {
                 let i = std::str::from_utf8(part)
                     .ok()
                     .and_then(|s| s.parse::<usize>().ok())
-                    .filter(|&i| i < columns)
+                    .filter(|&i| i < held)
                     .ok_or_else(|| bad("_keep", f(6)))?;
                 keep[i] = true;
             }
@@ -413,6 +426,37 @@ mod tests {
         }
         assert!(decode_run("r", &schema, b"").is_err());
         assert!(decode_run("r", &schema, b"_op,id\n").is_err());
+    }
+
+    #[test]
+    fn a_run_older_than_an_added_column_is_widened_with_the_column_kept() {
+        let schema = schema();
+        let narrow =
+            b"_op,_seq,_ts,_cdc,_object,_line,_keep,id,amount\nI,,,1,o,1,,1,2\nD,,,1,o,2,,3,\n";
+        let changes = decode_run("r", &schema, narrow).unwrap();
+        assert_eq!(changes[0].cells.len(), 3);
+        assert!(matches!(changes[0].cells[2], Cell::Keep));
+        assert!(matches!(&changes[0].cells[1], Cell::Value(v) if &v[..] == b"2"));
+        assert!(changes[1].cells.is_empty());
+        // Anything but a prefix is still a header mismatch; a keep index past the run's own
+        // columns is refused.
+        for (header, body) in [
+            (
+                "_op,_seq,_ts,_cdc,_object,_line,_keep,id,note",
+                "I,,,1,o,1,,1,2",
+            ),
+            (
+                "_op,_seq,_ts,_cdc,_object,_line,_keep,amount,id",
+                "I,,,1,o,1,,2,1",
+            ),
+            (
+                "_op,_seq,_ts,_cdc,_object,_line,_keep,id,amount",
+                "I,,,1,o,1,2,1,2",
+            ),
+        ] {
+            let run = format!("{header}\n{body}\n");
+            assert!(decode_run("r", &schema, run.as_bytes()).is_err(), "{run}");
+        }
     }
 
     #[test]

@@ -377,6 +377,7 @@ impl PipelineConfig {
                 seq_column: input.sequence_column.clone(),
                 timestamp_column: input.timestamp_column.clone(),
                 no_sup_value: input.no_sup_value.as_ref().map(|s| s.as_bytes().to_vec()),
+                added_columns: true,
                 ..DmsOptions::default()
             }),
             FormatName::Debezium => InputFormat::Debezium(DebeziumOptions {

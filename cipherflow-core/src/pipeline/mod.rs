@@ -43,7 +43,8 @@ pub use manifest::{
 pub use pull::{Consumer, PullReport, published_tables};
 
 use crate::cdc::{
-    Change, ChangeBatch, DebeziumOptions, DmsOptions, TableSchema, read_debezium, read_dms,
+    Cell, Change, ChangeBatch, DebeziumOptions, DmsOptions, Op, TableSchema, read_debezium,
+    read_dms,
 };
 use crate::ledger::{Actor, Kind, Ledger, Link, ObjectRef, Record};
 use crate::merge::{MergeState, decode_run, encode_run, partition_of};
@@ -323,7 +324,7 @@ impl Pipeline {
         if manifest.generation != pointer.generation
             || manifest.table != self.table.name
             || manifest.partitions.len() != self.table.partitions as usize
-            || manifest.columns != self.table.schema.columns()
+            || !manifest.columns.starts_with(self.table.schema.columns())
             || manifest.key != self.table.key
         {
             return Err(PipelineError::Manifest {
@@ -333,6 +334,16 @@ impl Pipeline {
             .into());
         }
         Ok((manifest, Some(version)))
+    }
+
+    /// The table as `manifest` has it: the configured columns, then any that change files
+    /// added mid-stream (`docs/MERGE.md` §2.5).
+    fn schema_of(&self, manifest: &Manifest) -> TableSchema {
+        let configured = self.table.schema.columns().len();
+        self.table
+            .schema
+            .clone()
+            .with_added_columns(&manifest.columns[configured..])
     }
 
     fn open_state(&self, sealed: &[u8]) -> Result<Vec<u8>, Error> {
@@ -359,6 +370,8 @@ impl Pipeline {
             .list(&self.stores.landing.prefix)
             .await?;
         let mut index = LandingIndex::load(&self.stores.state, &table.name).await;
+        // A file may add columns; the files read after it are read against the wider table.
+        let mut schema = self.schema_of(&manifest);
         let mut batches = Vec::new();
         let mut landed = Vec::new();
         let mut applied = Vec::new();
@@ -376,7 +389,8 @@ impl Pipeline {
                 report.skipped += 1;
                 continue;
             }
-            let batch = self.input.read(meta.key.as_str(), &bytes, &table.schema)?;
+            let batch = self.input.read(meta.key.as_str(), &bytes, &schema)?;
+            schema = schema.with_added_columns(&batch.added_columns);
             landed.push(
                 self.stores
                     .landing
@@ -396,12 +410,18 @@ impl Pipeline {
         }
         manifest.applied.extend(applied);
         manifest.applied.sort();
+        manifest.columns = schema.columns().to_vec();
+        let width = manifest.columns.len();
 
         // 3. One delta run per touched partition; compaction where runs piled up.
         let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
         for batch in batches {
             report.changes += batch.changes.len() as u64;
-            for change in batch.changes {
+            for mut change in batch.changes {
+                // A file read before another added columns keeps them (§2.5).
+                if change.op != Op::Delete {
+                    change.cells.resize(width, Cell::Keep);
+                }
                 by_partition
                     .entry(partition_of(&change.key, table.partitions))
                     .or_default()
@@ -410,7 +430,7 @@ impl Pipeline {
         }
         let mut pieces = Vec::new();
         for (p, changes) in &by_partition {
-            let run = encode_run(&table.schema, changes);
+            let run = encode_run(&schema, changes);
             let id = hex::encode(Sha256::digest(&run));
             let partition = &mut manifest.partitions[*p as usize];
             let seq = partition
@@ -546,7 +566,8 @@ impl Pipeline {
     async fn compact(&self, manifest: &Manifest, p: u32, pieces: &[Piece]) -> Result<Piece, Error> {
         let table = &self.table;
         let partition = &manifest.partitions[p as usize];
-        let mut state = MergeState::new(table.schema.clone());
+        let schema = self.schema_of(manifest);
+        let mut state = MergeState::new(schema.clone());
         let mut parts: Vec<(String, String)> = Vec::new();
         if let Some(base) = &partition.base {
             parts.push((base_rel(&table.name, p, &base.id), base.id.clone()));
@@ -563,11 +584,11 @@ impl Pipeline {
                 }
             };
             check_hash(&rel, &plaintext, &id)?;
-            for change in decode_run(&rel, &table.schema, &plaintext)? {
+            for change in decode_run(&rel, &schema, &plaintext)? {
                 state.apply_change(&change);
             }
         }
-        let base = encode_run(&table.schema, &state.to_changes());
+        let base = encode_run(&schema, &state.to_changes());
         let id = hex::encode(Sha256::digest(&base));
         Ok(Piece {
             rel: base_rel(&table.name, p, &id),
