@@ -410,6 +410,8 @@ struct Ch {
     k1_text: String,
     k2: &'static str,
     values: [&'static [u8]; 2],
+    /// The value of `v3`, a column added mid-stream (written only by changes after it).
+    v3: &'static [u8],
 }
 
 fn change() -> impl Strategy<Value = Ch> {
@@ -420,8 +422,9 @@ fn change() -> impl Strategy<Value = Ch> {
         prop::sample::select(STRINGS.to_vec()),
         prop::sample::select(VALUES.to_vec()),
         prop::sample::select(VALUES.to_vec()),
+        prop::sample::select(VALUES.to_vec()),
     )
-        .prop_map(|(op, k1, form, k2, v1, v2)| Ch {
+        .prop_map(|(op, k1, form, k2, v1, v2, v3)| Ch {
             op,
             k1,
             k1_text: match form {
@@ -431,19 +434,21 @@ fn change() -> impl Strategy<Value = Ch> {
             },
             k2,
             values: [v1, v2],
+            v3,
         })
 }
 
 /// The reference: a sorted map, changes applied one after another in their true order.
 type Model = BTreeMap<(i64, &'static str), Vec<Vec<u8>>>;
 
-fn model_apply(model: &mut Model, ch: &Ch) {
+/// `added`: the change comes after column `v3` was added (it writes `v3`).
+fn model_apply(model: &mut Model, ch: &Ch, added: bool) {
     let key = (ch.k1, ch.k2);
     if ch.op == b'D' {
         model.remove(&key);
         return;
     }
-    let row = model.entry(key).or_insert_with(|| vec![Vec::new(); 4]);
+    let row = model.entry(key).or_insert_with(|| vec![Vec::new(); 5]);
     row[0] = ch.k1_text.as_bytes().to_vec();
     row[1] = ch.k2.as_bytes().to_vec();
     for (i, v) in ch.values.iter().enumerate() {
@@ -451,10 +456,15 @@ fn model_apply(model: &mut Model, ch: &Ch) {
             row[2 + i] = v.to_vec();
         }
     }
+    if added && ch.v3 != b"NOSUP" {
+        row[4] = ch.v3.to_vec();
+    }
 }
 
-/// Encodes with the `csv` crate (not the engine's encoder), one record at a time, LF ends.
-fn model_csv(model: &Model) -> Vec<u8> {
+/// Encodes with the `csv` crate (not the engine's encoder), one record at a time, LF ends;
+/// with `v3` when it was `added`.
+fn model_csv(model: &Model, added: bool) -> Vec<u8> {
+    let width = if added { 5 } else { 4 };
     let mut out = Vec::new();
     let mut record = |fields: &[&[u8]]| {
         let mut w = csv::WriterBuilder::new()
@@ -467,24 +477,32 @@ fn model_csv(model: &Model) -> Vec<u8> {
         out.extend_from_slice(&bytes);
         out.push(b'\n');
     };
-    record(&[b"k1", b"k2", b"v1", b"v2"]);
+    let header: [&[u8]; 5] = [b"k1", b"k2", b"v1", b"v2", b"v3"];
+    record(&header[..width]);
     for row in model.values() {
-        let fields: Vec<&[u8]> = row.iter().map(Vec::as_slice).collect();
+        let fields: Vec<&[u8]> = row[..width].iter().map(Vec::as_slice).collect();
         record(&fields);
     }
     out
 }
 
-fn change_csv(changes: &[(Ch, Option<u128>)], with_seq: bool) -> Vec<u8> {
+/// A DMS file of `changes` (change, sequence, after the column was added); the file has
+/// column `v3` when any of its changes comes after it was added, and then the changes from
+/// before write the sentinel there (kept, as DMS writes for a column it has no value for).
+fn change_csv(changes: &[(Ch, Option<u128>, bool)], with_seq: bool) -> Vec<u8> {
+    let wide = changes.iter().any(|c| c.2);
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     let mut header = vec!["Op", "k1", "k2", "v1", "v2"];
+    if wide {
+        header.push("v3");
+    }
     if with_seq {
         header.insert(0, "AR_H_CHANGE_SEQ");
     }
     w.write_record(&header).unwrap();
-    for (ch, seq) in changes {
+    for (ch, seq, added) in changes {
         let mut fields: Vec<Vec<u8>> = vec![
             vec![ch.op],
             ch.k1_text.clone().into_bytes(),
@@ -492,6 +510,9 @@ fn change_csv(changes: &[(Ch, Option<u128>)], with_seq: bool) -> Vec<u8> {
             ch.values[0].to_vec(),
             ch.values[1].to_vec(),
         ];
+        if wide {
+            fields.push(if *added { ch.v3 } else { b"NOSUP" }.to_vec());
+        }
         if with_seq {
             fields.insert(0, format!("{:035}", seq.unwrap()).into_bytes());
         }
@@ -512,6 +533,8 @@ struct Case {
     /// Application order: batch indices, each at least once, some repeated.
     schedule: Vec<usize>,
     shuffle_seed: u64,
+    /// Changes from this index on (in true order) come after column `v3` was added.
+    added_at: usize,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -521,8 +544,9 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         1usize..6,
         any::<u64>(),
+        0usize..50,
     )
-        .prop_flat_map(|(base, stream, with_seq, batches, seed)| {
+        .prop_flat_map(|(base, stream, with_seq, batches, seed, added_at)| {
             let n = stream.len();
             (
                 Just(base),
@@ -532,11 +556,11 @@ fn case() -> impl Strategy<Value = Case> {
                 Just(batches),
                 Just((0..batches).collect::<Vec<_>>()).prop_shuffle(),
                 prop::collection::vec(0..batches, 0..4),
-                Just(seed),
+                Just((seed, added_at)),
             )
         })
         .prop_map(
-            |(base, stream, with_seq, mut batch_of, batches, order, dups, seed)| {
+            |(base, stream, with_seq, mut batch_of, batches, order, dups, (seed, added_at))| {
                 if !with_seq {
                     // Contiguous batches in stream order: file name then line order is the
                     // true order.
@@ -555,6 +579,7 @@ fn case() -> impl Strategy<Value = Case> {
                     batches,
                     schedule,
                     shuffle_seed: seed,
+                    added_at,
                 }
             },
         )
@@ -574,20 +599,21 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         ch.values = ch
             .values
             .map(|v| if v == b"NOSUP" { b"" as &[u8] } else { v });
-        model_apply(&mut model, &ch);
+        model_apply(&mut model, &ch, false);
     }
-    let base_csv = model_csv(&model);
-    for ch in &case.stream {
-        model_apply(&mut model, ch);
+    let base_csv = model_csv(&model, false);
+    for (i, ch) in case.stream.iter().enumerate() {
+        model_apply(&mut model, ch, i >= case.added_at);
     }
-    let expected = model_csv(&model);
+    let added = case.added_at < case.stream.len();
+    let expected = model_csv(&model, added);
 
     // The batches: with a sequence column, rows are spread over batches in shuffled order;
     // without, batches are contiguous runs named in order.
-    let mut per_batch: Vec<Vec<(Ch, Option<u128>)>> = vec![Vec::new(); case.batches];
+    let mut per_batch: Vec<Vec<(Ch, Option<u128>, bool)>> = vec![Vec::new(); case.batches];
     for (i, ch) in case.stream.iter().enumerate() {
         let seq = 10u128.pow(34) + i as u128 * 1_000_003;
-        per_batch[case.batch_of[i]].push((ch.clone(), Some(seq)));
+        per_batch[case.batch_of[i]].push((ch.clone(), Some(seq), i >= case.added_at));
     }
     if case.with_seq {
         for (b, rows) in per_batch.iter_mut().enumerate() {
@@ -602,9 +628,10 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     let schema = table();
     let options = DmsOptions {
         no_sup_value: Some(b"NOSUP".to_vec()),
+        added_columns: true,
         ..DmsOptions::default()
     };
-    let batches: Vec<ChangeBatch> = per_batch
+    let files: Vec<(String, Vec<u8>)> = per_batch
         .iter()
         .enumerate()
         .map(|(b, rows)| {
@@ -614,19 +641,23 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             } else {
                 format!("b{b:03}.csv")
             };
-            read_dms(
-                &name,
-                &change_csv(rows, case.with_seq)[..],
-                &schema,
-                &options,
-            )
-            .map_err(|e| TestCaseError::fail(e.to_string()))
+            (name, change_csv(rows, case.with_seq))
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
+    // Each file is read against the table as the state has it when the file is applied (a
+    // file that adds `v3` widens it for the files after it), as the command and the pipeline
+    // read them.
+    let apply = |state: &mut MergeState, b: usize| -> Result<(), TestCaseError> {
+        let (name, bytes) = &files[b];
+        let batch = read_dms(name, &bytes[..], state.schema(), &options)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        state.apply(&batch);
+        Ok(())
+    };
 
     let mut state = MergeState::new(schema.clone());
     for &b in &case.schedule {
-        state.apply(&batches[b]);
+        apply(&mut state, b)?;
     }
     let mut out = Vec::new();
     merge_sorted(&state, "base.csv", &base_csv[..], &mut out)
@@ -638,12 +669,12 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
 
     // Stateful: the base as a full-load batch (named to sort first, no sequence) plus the
     // same batches, snapshot written from the state alone.
-    let load = read_dms("0-load.csv", &base_csv[..], &schema, &options)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut state = MergeState::new(schema);
     for &b in case.schedule.iter().rev() {
-        state.apply(&batches[b]);
+        apply(&mut state, b)?;
     }
+    let load = read_dms("0-load.csv", &base_csv[..], state.schema(), &options)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     state.apply(&load);
     let mut out = Vec::new();
     state.write_snapshot(&mut out).unwrap();
