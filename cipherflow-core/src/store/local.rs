@@ -64,9 +64,9 @@ impl LocalStore {
         let root = root.into();
         let root = std::path::absolute(&root).unwrap_or(root);
         let store = LocalStore { root };
-        for dir in [store.tmp_dir(), store.lock_dir()] {
-            fs::create_dir_all(&dir).map_err(|e| store.io("open", "", e))?;
-        }
+        // Only the root: the store's own folders are made by the first write, so a reader
+        // can open a folder it may not write (a read-only share).
+        fs::create_dir_all(&store.root).map_err(|e| store.io("open", "", e))?;
         Ok(store)
     }
 
@@ -75,12 +75,18 @@ impl LocalStore {
         &self.root
     }
 
-    fn tmp_dir(&self) -> PathBuf {
-        self.root.join(Self::RESERVED_SEGMENT).join("tmp")
+    /// The folder of puts in progress, made if missing.
+    fn tmp_dir(&self) -> io::Result<PathBuf> {
+        let dir = self.root.join(Self::RESERVED_SEGMENT).join("tmp");
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
-    fn lock_dir(&self) -> PathBuf {
-        self.root.join(Self::RESERVED_SEGMENT).join("locks")
+    /// The folder of per-key locks, made if missing.
+    fn lock_dir(&self) -> io::Result<PathBuf> {
+        let dir = self.root.join(Self::RESERVED_SEGMENT).join("locks");
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     fn io(&self, operation: &'static str, key: &str, error: io::Error) -> StoreError {
@@ -200,13 +206,17 @@ impl LocalStore {
     /// The key's exclusive lock, held until the returned file is dropped.
     fn lock(&self, key: &ObjectKey, operation: &'static str) -> Result<File, StoreError> {
         let digest: [u8; 32] = Sha256::digest(key.as_str().as_bytes()).into();
-        let path = self.lock_dir().join(hex::encode(digest));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
+        let file = self
+            .lock_dir()
+            .map(|dir| dir.join(hex::encode(digest)))
+            .and_then(|path| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+            })
             .and_then(|file| file.lock().map(|()| file));
         file.map_err(|e| self.io(operation, key.as_str(), e))
     }
@@ -302,7 +312,7 @@ impl ObjectStore for LocalStore {
         let (path, _) = self.locate(key, "put", true)?;
         let mut tmp = tempfile::Builder::new()
             .prefix("put-")
-            .tempfile_in(self.tmp_dir())
+            .tempfile_in(self.tmp_dir().map_err(fail)?)
             .map_err(fail)?;
         tmp.write_all(&bytes).map_err(fail)?;
 
@@ -545,6 +555,20 @@ mod tests {
                 inode(&lstat(&dir.path().join("k")).unwrap().unwrap())
             )
         );
+    }
+
+    #[test]
+    fn opening_and_reading_write_nothing_so_a_read_only_share_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("obj"), b"x").unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let key = ObjectKey::new("obj").unwrap();
+        assert_eq!(&block_on(store.get(&key)).unwrap().0[..], b"x");
+        assert_eq!(block_on(store.list("")).unwrap().len(), 1);
+        assert!(!dir.path().join(LocalStore::RESERVED_SEGMENT).exists());
+        // The first write makes the store's own folders.
+        block_on(store.put(&key, Bytes::from_static(b"y"), PutMode::Overwrite)).unwrap();
+        assert!(dir.path().join(".cipherflow/locks").is_dir());
     }
 
     #[test]
