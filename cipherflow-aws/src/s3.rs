@@ -21,6 +21,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::operation::{RequestId, RequestIdExt};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -257,6 +258,40 @@ impl S3Store {
             key: key.clone(),
             size,
             version: Version(etag.unwrap_or_default().to_owned()),
+        }
+    }
+
+    /// GetObject of `s3_key`, or of a byte range of it (`bytes=A-B`).
+    async fn get_object(
+        &self,
+        s3_key: &str,
+        range: Option<String>,
+    ) -> Result<GetObjectOutput, SdkError<GetObjectError, HttpResponse>> {
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(s3_key)
+            .set_range(range)
+            .send()
+            .await
+    }
+
+    /// Reads a GetObject body whole.
+    async fn read_body(
+        &self,
+        operation: &'static str,
+        s3_key: &str,
+        body: ByteStream,
+    ) -> Result<Bytes, StoreError> {
+        match body.collect().await {
+            Ok(data) => Ok(data.into_bytes()),
+            Err(e) => Err(StoreError::Backend {
+                store: self.describe(),
+                operation,
+                key: s3_key.to_owned(),
+                message: format!("reading the body: {e}"),
+                source: Some(Box::new(e)),
+            }),
         }
     }
 
@@ -549,31 +584,13 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &ObjectKey) -> Result<(Bytes, ObjectMeta), StoreError> {
         let s3_key = self.s3_key(key);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&s3_key)
-            .send()
-            .await
-        {
+        let out = match self.get_object(&s3_key, None).await {
             Ok(out) => out,
             Err(err) if object_status(&err) == Some(404) => return Err(self.not_found(key)),
             Err(err) => return Err(self.backend("get", &s3_key, err)),
         };
         let etag = out.e_tag;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Backend {
-                store: self.describe(),
-                operation: "get",
-                key: s3_key.clone(),
-                message: format!("reading the body: {e}"),
-                source: Some(Box::new(e)),
-            })?
-            .into_bytes();
+        let bytes = self.read_body("get", &s3_key, out.body).await?;
         let meta = Self::meta(key, bytes.len() as u64, etag.as_deref());
         Ok((bytes, meta))
     }
@@ -589,15 +606,8 @@ impl ObjectStore for S3Store {
             return Ok(Bytes::new());
         }
         let s3_key = self.s3_key(key);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&s3_key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await
-        {
+        let bytes_range = format!("bytes={}-{}", range.start, range.end - 1);
+        let out = match self.get_object(&s3_key, Some(bytes_range)).await {
             Ok(out) => out,
             Err(err) if object_status(&err) == Some(404) => return Err(self.not_found(key)),
             Err(err) if object_status(&err) == Some(416) => {
@@ -610,18 +620,7 @@ impl ObjectStore for S3Store {
             .content_range()
             .and_then(|r| r.rsplit_once('/'))
             .and_then(|(_, total)| total.parse::<u64>().ok());
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Backend {
-                store: self.describe(),
-                operation: "get range",
-                key: s3_key.clone(),
-                message: format!("reading the body: {e}"),
-                source: Some(Box::new(e)),
-            })?
-            .into_bytes();
+        let bytes = self.read_body("get range", &s3_key, out.body).await?;
         match total {
             Some(size) if range.end > size => Err(self.invalid_range(key, &range, size)),
             _ if bytes.len() as u64 != range.end - range.start => {
