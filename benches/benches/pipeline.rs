@@ -128,15 +128,6 @@ fn published(rows: u64, batch_size: u64, keys: &Keys) -> (MemoryStore, Vec<u8>) 
 }
 
 /// A fresh store with the same objects (cheap: the bytes are shared).
-fn copy(store: &MemoryStore) -> MemoryStore {
-    let copy = MemoryStore::new();
-    for meta in block_on(store.list("")).expect("list") {
-        let (bytes, _) = block_on(store.get(&meta.key)).expect("get");
-        block_on(copy.put(&meta.key, bytes, PutMode::Overwrite)).expect("put");
-    }
-    copy
-}
-
 fn total_bytes(store: &MemoryStore) -> u64 {
     block_on(store.list(""))
         .expect("list")
@@ -183,12 +174,13 @@ fn step(c: &mut Criterion) {
         let (base, batch) = published(rows, batch_size, &keys);
         let landed = ObjectKey::new("landing/20261127-0000000000.csv").expect("key");
         // Bytes written by one step, once, outside the timing.
-        let probe = copy(&base);
+        let probe = base.snapshot();
         let before = total_bytes(&probe);
         block_on(probe.put(&landed, batch.clone().into(), PutMode::Create)).expect("land");
-        let report = block_on(pipeline(Arc::new(copy(&probe)), &keys).run_once()).expect("step");
+        let report =
+            block_on(pipeline(Arc::new(probe.snapshot()), &keys).run_once()).expect("step");
         let written = {
-            let store = Arc::new(copy(&probe));
+            let store = Arc::new(probe.snapshot());
             block_on(pipeline(store.clone(), &keys).run_once()).expect("step");
             total_bytes(&store) - before - batch.len() as u64
         };
@@ -203,7 +195,7 @@ fn step(c: &mut Criterion) {
         group.bench_function(format!("{rows}"), |b| {
             b.iter_batched(
                 || {
-                    let store = copy(&base);
+                    let store = base.snapshot();
                     block_on(store.put(&landed, batch.clone().into(), PutMode::Create))
                         .expect("land");
                     pipeline(Arc::new(store), &keys)

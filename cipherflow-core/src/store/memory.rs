@@ -27,6 +27,19 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// An independent copy: the same objects under the same versions (so a landing index or
+    /// a compare-and-swap made against this store holds against the copy too). The bytes are
+    /// shared, not copied; later changes to either store do not show in the other.
+    pub fn snapshot(&self) -> MemoryStore {
+        let inner = self.lock();
+        MemoryStore {
+            inner: Mutex::new(Inner {
+                objects: inner.objects.clone(),
+                next_version: inner.next_version,
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-changed: every change
         // is a single insert or remove.
@@ -131,5 +144,35 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.lock().objects.remove(key);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::block_on;
+
+    #[test]
+    fn a_snapshot_keeps_versions_and_is_independent() {
+        let store = MemoryStore::new();
+        let a = ObjectKey::new("a").unwrap();
+        let b = ObjectKey::new("b").unwrap();
+        block_on(store.put(&b, Bytes::from_static(b"1"), PutMode::Overwrite)).unwrap();
+        let first = block_on(store.put(&a, Bytes::from_static(b"2"), PutMode::Overwrite)).unwrap();
+        let copy = store.snapshot();
+        assert_eq!(block_on(copy.head(&a)).unwrap().version, first.version);
+        // A compare-and-swap made against the original holds against the copy.
+        block_on(copy.put(
+            &a,
+            Bytes::from_static(b"3"),
+            PutMode::Update(first.version.clone()),
+        ))
+        .unwrap();
+        assert_eq!(&block_on(store.get(&a)).unwrap().0[..], b"2");
+        block_on(store.delete(&b)).unwrap();
+        assert!(block_on(copy.head(&b)).is_ok());
+        // Versions never repeat within either store.
+        let next = block_on(store.put(&a, Bytes::new(), PutMode::Overwrite)).unwrap();
+        assert_ne!(next.version, first.version);
     }
 }
