@@ -236,6 +236,31 @@ fn a_refused_file_exits_1_names_every_error_and_writes_nothing() {
     assert!(files(&to.join("share")).is_empty());
     assert!(files(&to.join("ledger")).is_empty());
 
+    // Past 20 errors, the first 20 and a count.
+    let many: String = (1..=25)
+        .map(|i| {
+            format!("{{\"device_id\": \"dev-{i}\", \"timestamp\": \"2026-02-01T10:00:00Z\"}}\n")
+        })
+        .collect();
+    fs::write(d.join("many.jsonl"), many).unwrap();
+    let out = ingest(d, &to, &["many.jsonl"])
+        .assert()
+        .code(FAILURE)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.matches("does not match the pattern").count(),
+        20,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: many.jsonl, record 20 (line 20), field \"device_id\"")
+            && stderr.contains("error: many.jsonl: 5 more errors not shown"),
+        "{stderr}"
+    );
+    assert!(files(&to.join("landing")).is_empty());
+
     // With a good file beside it: the good one lands and is published, the exit is still 1.
     let out = ingest(d, &to, &["bad.json", "c.csv"])
         .assert()

@@ -296,8 +296,8 @@ impl PipelineConfig {
         Ok(())
     }
 
-    /// Every name in `[stores]`, `[keys]` and `[input] schema` (for a caller that must check where they point,
-    /// such as a Lambda function that has no local files).
+    /// Every name in `[stores]`, `[keys]` and `[input] schema` (for a caller that must check
+    /// where they point, such as a Lambda function that has no local files).
     pub fn names(&self) -> Vec<&str> {
         let s = &self.stores;
         let k = &self.keys;
