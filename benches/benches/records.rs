@@ -9,14 +9,30 @@
 //!   parsing": `serde_json::from_slice::<serde_json::Value>` of each line of the JSON lines
 //!   file, no validation.
 //!
+//! - `records_ingest/<files>x<records>`: `ingest` end to end into a local pipeline, as
+//!   `cipherflow ingest --to DIR` does it: each file (a JSON array of the same shape) through
+//!   `Ingest::object` with a `LandingSink` (validate, re-encode, one create-only put into the
+//!   landing folder), then one `Pipeline::run_once` (read and validate the landed objects
+//!   again, one delta run per touched partition sealed for one consumer and for the pipeline,
+//!   signed, ledger records and checkpoint, pointer swap), all on a `LocalStore` in a fresh
+//!   temporary folder per iteration (created outside the timing). 10 files of 10,000 records
+//!   (smoke test: 2 of 500). `<files>x<records>_land_only`: the same without the step.
+//!
 //! Throughput is in records: criterion prints records/s (Kelem/s, Melem/s).
 //! Run: `cargo bench -p cipherflow-benches --bench records`; smoke test: add `-- --test`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
-use cipherflow_core::records::{Format, ReadOptions, RecordSchema, read_records};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use cipherflow_core::ledger::Actor;
+use cipherflow_core::pipeline::{
+    InputFormat, Keys, LandingSink, Location, Pipeline, Stores, Table,
+};
+use cipherflow_core::records::{Format, Ingest, ReadOptions, RecordSchema, read_records};
+use cipherflow_core::store::{LocalStore, ObjectStore, block_on};
+use cipherflow_core::{RsaPrivateKey, SigningKey};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const N: usize = 100_000;
 
@@ -106,5 +122,109 @@ fn validate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate);
+/// A records pipeline on local folders under `dir`.
+fn local_pipeline(dir: &std::path::Path, schema: &Arc<RecordSchema>, keys: &Keys) -> Pipeline {
+    let store = |name: &str| -> Arc<dyn ObjectStore> {
+        Arc::new(LocalStore::new(dir.join(name)).expect("store"))
+    };
+    Pipeline {
+        table: Table {
+            name: "ProcessedRecords".into(),
+            schema: schema.table_schema(),
+            key: "device_id:string,timestamp:timestamp".into(),
+            partitions: 8,
+        },
+        stores: Stores {
+            landing: Location::new(store("landing"), "uploads/"),
+            state: Location::new(store("state"), ""),
+            share: Location::new(store("share"), ""),
+            ledger: Location::new(store("ledger"), ""),
+        },
+        keys: keys.clone(),
+        input: InputFormat::Records(schema.clone()),
+        compact_after: 8,
+        actor: Actor::default(),
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let smoke = std::env::args().any(|a| a == "--test");
+    let (files, per_file) = if smoke { (2, 500) } else { (10, 10_000) };
+    let schema = Arc::new(RecordSchema::from_toml(SCHEMA).expect("schema"));
+    let inputs: Vec<(String, Vec<u8>)> = (0..files)
+        .map(|f| {
+            let mut array = String::from("[\n");
+            for j in 0..per_file {
+                let (d, t, v) = fields(f * per_file + j);
+                array.push_str(&format!(
+                    r#"{{"device_id": "{d}", "timestamp": "{t}", "value": {v}}}"#
+                ));
+                array.push_str(if j + 1 < per_file { ",\n" } else { "\n]\n" });
+            }
+            (format!("upload-{f:04}.json"), array.into_bytes())
+        })
+        .collect();
+    let state = RsaPrivateKey::generate(2048).expect("key");
+    let signer = Arc::new(SigningKey::generate_p256().expect("key"));
+    let keys = Keys {
+        recipients: vec![Arc::new(
+            RsaPrivateKey::generate(2048)
+                .expect("key")
+                .public_key()
+                .clone(),
+        )],
+        state_seal: Arc::new(state.public_key().clone()),
+        state_open: Arc::new(state),
+        state_verifier: Some(Arc::new(signer.verifying_key().clone())),
+        signer: Some(signer),
+    };
+    let total = (files * per_file) as u64;
+    let mut group = c.benchmark_group("records_ingest");
+    group.throughput(Throughput::Elements(total));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    // `land_only`: the same without the step (validation, re-encoding, the landing puts),
+    // to show how the time splits between landing and the step.
+    for step in [true, false] {
+        let name = if step {
+            format!("{files}x{per_file}")
+        } else {
+            format!("{files}x{per_file}_land_only")
+        };
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let pipeline = local_pipeline(dir.path(), &schema, &keys);
+                    (dir, pipeline)
+                },
+                |(dir, pipeline)| {
+                    let sink = LandingSink::of(&pipeline);
+                    let mut ingest = Ingest {
+                        schema: &schema,
+                        sink: &sink,
+                        rejects: None,
+                        max_bytes: None,
+                        ledger: None,
+                    };
+                    for (name, bytes) in &inputs {
+                        let report =
+                            block_on(ingest.object(name, bytes, Format::Json)).expect("ingest");
+                        assert_eq!(report.written.len(), per_file);
+                    }
+                    if step {
+                        let report = block_on(pipeline.run_once()).expect("step");
+                        assert_eq!(report.changes, total);
+                    }
+                    // The folder is removed after the timing.
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validate, ingest);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cipherflow_core::KeyId;
 use cipherflow_core::cdc::KeySpec;
 use cipherflow_core::envelope::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -62,6 +62,57 @@ pub enum Command {
     /// Remove objects that newer generations superseded (never one a kept manifest needs).
     #[command(after_help = EXIT_CODES)]
     Gc(GcArgs),
+    /// Validate record files (JSON, JSON lines, CSV) against a schema and write them to a
+    /// records pipeline (then run one step) or DynamoDB (docs/RECORDS.md, "Ingestion").
+    #[command(after_help = INGEST_EXIT_CODES)]
+    Ingest(IngestArgs),
+}
+
+const INGEST_EXIT_CODES: &str = "\
+Prints a JSON summary on stdout: per file and in total, records read, written, skipped (not
+newer: for a pipeline, the file's records had landed before) and rejected; then the pipeline
+step's report.
+
+Exit status:
+  0  every file was ingested (in reject mode, bad records went to --reject)
+  1  a file was refused (every record error, or the first 20 and a count, is printed on
+     stderr as `error: OBJECT, record N (line L), field \"F\": REASON`; nothing of that file
+     was written, the other files were), or a general failure (I/O, the sink, the step)
+  2  usage error (bad arguments; --to is not a records pipeline with this schema)";
+
+/// `cipherflow ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The record schema (TOML, docs/RECORDS.md).
+    #[arg(long, value_name = "SCHEMA.toml")]
+    pub schema: PathBuf,
+    /// Where valid records go: a pipeline folder holding pipeline.toml, or a pipeline.toml,
+    /// whose input is `format = "records"` with the same schema (records land in its landing
+    /// store, then one pipeline step runs); or dynamodb://TABLE (builds with AWS support).
+    #[arg(long, value_name = "DIR|dynamodb://TABLE")]
+    pub to: String,
+    /// Reject mode: bad records go to DIR (or s3://bucket/prefix/, with AWS support) as
+    /// FILE.rejects.jsonl, with their reasons, and the rest is written. Without it, a file
+    /// with any bad record is refused whole.
+    #[arg(long, value_name = "DIR|s3://bucket/prefix/")]
+    pub reject: Option<String>,
+    /// The files' format [default: by extension: .json, .jsonl/.ndjson, .csv].
+    #[arg(long, value_enum)]
+    pub format: Option<RecordFormat>,
+    /// The record files. Each is validated whole before anything of it is written.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormat {
+    /// A JSON array of objects, or one object.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
 }
 
 /// `cipherflow run`.

@@ -39,6 +39,9 @@ pub enum Error {
     },
     /// Arguments that parse but make no sense together.
     Usage(String),
+    /// A general failure that is not a library or I/O error (`ingest` refused a file, its
+    /// sink failed), with its message.
+    Failed(String),
 }
 
 impl Error {
@@ -71,7 +74,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } => EXIT_FAILURE,
+            Error::Io { .. } | Error::Failed(_) => EXIT_FAILURE,
             Error::Core { source, .. } => match source {
                 CoreError::WrongKey { .. } => EXIT_WRONG_KEY,
                 CoreError::Integrity(_) | CoreError::Format(_) => EXIT_INTEGRITY,
@@ -111,7 +114,7 @@ impl fmt::Display for Error {
         match self {
             Error::Core { context, source } => write!(f, "{context}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
-            Error::Usage(msg) => f.write_str(msg),
+            Error::Usage(msg) | Error::Failed(msg) => f.write_str(msg),
         }
     }
 }
@@ -121,7 +124,7 @@ impl std::error::Error for Error {
         match self {
             Error::Core { source, .. } => Some(source),
             Error::Io { source, .. } => Some(source),
-            Error::Usage(_) => None,
+            Error::Usage(_) | Error::Failed(_) => None,
         }
     }
 }

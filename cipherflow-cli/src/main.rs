@@ -8,6 +8,7 @@
 mod aws;
 mod cli;
 mod error;
+mod ingest;
 mod ledger;
 mod merge;
 mod merge_state;
@@ -59,6 +60,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Run(args) => pipeline::run(args),
         Command::Pull(args) => pipeline::pull(args),
         Command::Gc(args) => pipeline::gc(args),
+        Command::Ingest(args) => ingest::ingest(args),
     }
 }
 

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cipherflow_core::pipeline::{Consumer, Location, PipelineConfig, Resolver, published_tables};
+use cipherflow_core::pipeline::{
+    Consumer, Location, PipelineConfig, Resolver, StepReport, published_tables,
+};
 use cipherflow_core::store::{LocalStore, ObjectStore};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, Verifier};
 use serde::Serialize;
@@ -13,8 +15,9 @@ use crate::cli::{GcArgs, PullArgs, RunArgs};
 use crate::error::{Context, Error};
 use crate::{load_private, load_verifying, print_json};
 
+/// A step's report as printed (by `run`, and by `ingest` after landing records).
 #[derive(Serialize)]
-struct RunJson<'a> {
+pub(crate) struct RunJson<'a> {
     table: &'a str,
     generation: u64,
     applied: &'a [String],
@@ -28,22 +31,28 @@ struct RunJson<'a> {
     millis: u64,
 }
 
+impl<'a> RunJson<'a> {
+    pub(crate) fn new(table: &'a str, report: &'a StepReport) -> RunJson<'a> {
+        RunJson {
+            table,
+            generation: report.generation,
+            applied: &report.applied,
+            skipped: report.skipped,
+            changes: report.changes,
+            partitions_touched: &report.partitions_touched,
+            compacted: &report.compacted,
+            bytes_sealed: report.bytes_sealed,
+            ledger_records: report.ledger_records,
+            attempts: report.attempts,
+            millis: report.millis,
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> Result<(), Error> {
     let pipeline = load(&args.config)?;
     let report = drive(pipeline.run_once())?.context(|| "pipeline step failed")?;
-    print_json(&RunJson {
-        table: &pipeline.table.name,
-        generation: report.generation,
-        applied: &report.applied,
-        skipped: report.skipped,
-        changes: report.changes,
-        partitions_touched: &report.partitions_touched,
-        compacted: &report.compacted,
-        bytes_sealed: report.bytes_sealed,
-        ledger_records: report.ledger_records,
-        attempts: report.attempts,
-        millis: report.millis,
-    })
+    print_json(&RunJson::new(&pipeline.table.name, &report))
 }
 
 #[derive(Serialize)]
@@ -120,7 +129,7 @@ pub fn gc(args: GcArgs) -> Result<(), Error> {
 
 /// Loads `pipeline.toml`; with the `aws` feature its `s3://` stores and `kms:` keys open
 /// through cipherflow-aws's resolver (without it, such names are refused by name).
-fn load(path: &Path) -> Result<cipherflow_core::pipeline::Pipeline, Error> {
+pub(crate) fn load(path: &Path) -> Result<cipherflow_core::pipeline::Pipeline, Error> {
     let config = PipelineConfig::load(path).context(|| "loading the pipeline configuration")?;
     #[cfg(feature = "aws")]
     let aws = crate::aws::resolver()?;

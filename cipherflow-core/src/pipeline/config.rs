@@ -9,7 +9,8 @@
 //! null = ""                    # DMS CsvNullValue
 //!
 //! [input]                      # change files under the landing store
-//! format = "dms"               # AWS DMS CSV (default), or "debezium" (JSON lines)
+//! format = "dms"               # AWS DMS CSV (default), "debezium" (JSON lines), or "records"
+//! # schema = "readings.toml"   # records only: the record schema (docs/RECORDS.md)
 //! prefix = "dbo/customers/"
 //! sequence_column = "AR_H_CHANGE_SEQ"   # optional
 //! timestamp_column = "commit_ts"        # optional (DMS TimestampColumnName)
@@ -32,6 +33,10 @@
 //! max_runs = 8                 # compact a partition with more runs than this
 //! ```
 //!
+//! With `format = "records"` and `schema = "PATH.toml"` (a record schema, docs/RECORDS.md),
+//! `[table] columns` and `key` may be left out: the table is the schema's, and given, they
+//! must be the schema's.
+//!
 //! A name in `[stores]` or `[keys]` with a scheme (`s3://bucket/prefix`, `kms:alias/x`) is
 //! not a local path: a [`Resolver`] the caller passes opens it (cipherflow-aws has one for S3
 //! and KMS), so the core never depends on a cloud SDK. A scheme no resolver claims is a
@@ -45,6 +50,7 @@ use serde::Deserialize;
 use super::{InputFormat, Keys, Location, Pipeline, PipelineError, Stores, Table};
 use crate::cdc::{DebeziumOptions, DmsOptions, KeySpec, TableSchema};
 use crate::ledger::Actor;
+use crate::records::{RecordSchema, RecordsError};
 use crate::store::{LocalStore, ObjectStore};
 use crate::{
     Error, KeyUnwrapper, KeyWrapper, RsaPrivateKey, RsaPublicKey, Signer, SigningKey, Verifier,
@@ -74,9 +80,13 @@ pub struct PipelineConfig {
 pub struct TableConfig {
     /// Name: one object-key segment.
     pub name: String,
-    /// Columns, in order.
+    /// Columns, in order. With `format = "records"` they may be left out (empty): they are
+    /// the record schema's; given, they must be the same.
+    #[serde(default)]
     pub columns: Vec<String>,
-    /// Key columns with types.
+    /// Key columns with types. With `format = "records"` it may be left out (empty), as
+    /// `columns`.
+    #[serde(default)]
     pub key: String,
     /// Key partitions.
     #[serde(default = "default_partitions")]
@@ -90,9 +100,12 @@ pub struct TableConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// `dms` (default) or `debezium`.
+    /// `dms` (default), `debezium` or `records`.
     #[serde(default)]
     pub format: FormatName,
+    /// `records`: the record schema file (relative to the configuration file), or a name
+    /// with a scheme that the [`Resolver`] reads ([`Resolver::text`]).
+    pub schema: Option<String>,
     /// Debezium: only events whose `source.table` is this.
     pub debezium_table: Option<String>,
     /// Landing prefix for this table.
@@ -115,6 +128,9 @@ pub enum FormatName {
     Dms,
     /// Debezium JSON lines.
     Debezium,
+    /// Validated records (JSON, JSON lines or CSV by extension) under `[input] schema`, each
+    /// an upsert ordered by the schema's version field (docs/RECORDS.md).
+    Records,
 }
 
 /// `[stores]`: where each store is.
@@ -200,6 +216,12 @@ pub trait Resolver {
         let _ = name;
         Ok(None)
     }
+
+    /// The text of a file named in the configuration (`[input] schema`).
+    fn text(&self, name: &str) -> Result<Option<String>, Error> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// A signing key and the verifier of its signatures, as a [`Resolver`] opens them.
@@ -238,23 +260,59 @@ impl PipelineConfig {
     pub fn parse(text: &str, source: &Path) -> Result<PipelineConfig, Error> {
         let config: PipelineConfig =
             toml::from_str(text).map_err(|e| config_error(source, e.to_string()))?;
-        config.table(source)?;
+        config.check_input(source)?;
+        // A records table is checked against its schema when the pipeline is built (the
+        // schema may be a name only the resolver opens).
+        if config.input.format != FormatName::Records {
+            config.table(source, None)?;
+        }
         Ok(config)
     }
 
-    /// Every name in `[stores]` and `[keys]` (for a caller that must check where they point,
-    /// such as a Lambda function that has no local files).
+    /// The `[input]` settings that apply to the format, and only those.
+    fn check_input(&self, path: &Path) -> Result<(), Error> {
+        let i = &self.input;
+        let bad = |reason: String| Err(config_error(path, reason));
+        if i.format == FormatName::Records {
+            if i.schema.is_none() {
+                return bad("format = \"records\" needs schema = \"PATH.toml\" in [input]".into());
+            }
+            for (set, name) in [
+                (i.sequence_column.is_some(), "sequence_column"),
+                (i.timestamp_column.is_some(), "timestamp_column"),
+                (i.no_sup_value.is_some(), "no_sup_value"),
+                (i.debezium_table.is_some(), "debezium_table"),
+            ] {
+                if set {
+                    return bad(format!(
+                        "input.{name} does not apply to format = \"records\" (records are \
+                         ordered by the schema's version field)"
+                    ));
+                }
+            }
+        } else if i.schema.is_some() {
+            return bad("input.schema applies only to format = \"records\"".into());
+        }
+        Ok(())
+    }
+
+    /// Every name in `[stores]`, `[keys]` and `[input] schema` (for a caller that must check
+    /// where they point, such as a Lambda function that has no local files).
     pub fn names(&self) -> Vec<&str> {
         let s = &self.stores;
         let k = &self.keys;
         let mut names = vec![&*s.landing, &*s.state, &*s.share, &*s.ledger];
+        names.extend(self.input.schema.as_deref());
         names.extend(k.recipients.iter().map(String::as_str));
         names.extend([&*k.state_public, &*k.state_private]);
         names.extend(k.signer.as_deref());
         names
     }
 
-    fn table(&self, path: &Path) -> Result<Table, Error> {
+    /// The table: from `[table]`, or for a records input, the record schema's
+    /// ([`RecordSchema::table_schema`]); `[table]` columns and key, when given, must be the
+    /// schema's.
+    fn table(&self, path: &Path, records: Option<&RecordSchema>) -> Result<Table, Error> {
         let t = &self.table;
         let bad = |reason: String| config_error(path, reason);
         if t.name.is_empty() || t.name.contains(['/', '\\']) || t.name.starts_with('.') {
@@ -269,15 +327,53 @@ impl PipelineConfig {
                 t.partitions
             )));
         }
-        let key = KeySpec::parse_list(&t.key).map_err(|e| bad(format!("key: {e}")))?;
-        let schema = TableSchema::new(t.columns.clone(), &key)
-            .map_err(|e| bad(format!("table: {e}")))?
-            .with_null(t.null.as_bytes());
+        let (schema, key) = match records {
+            None => {
+                if t.columns.is_empty() || t.key.is_empty() {
+                    return Err(bad("table.columns and table.key are required".into()));
+                }
+                let key = KeySpec::parse_list(&t.key).map_err(|e| bad(format!("key: {e}")))?;
+                let schema = TableSchema::new(t.columns.clone(), &key)
+                    .map_err(|e| bad(format!("table: {e}")))?
+                    .with_null(t.null.as_bytes());
+                (schema, t.key.clone())
+            }
+            Some(records) => records_table(t, records).map_err(bad)?,
+        };
         Ok(Table {
             name: t.name.clone(),
             schema,
-            key: t.key.clone(),
+            key,
             partitions: t.partitions,
+        })
+    }
+
+    /// The record schema named by `[input] schema`: read through `resolve` when it claims the
+    /// name, else a file relative to the configuration's folder.
+    fn record_schema(
+        &self,
+        path: &Path,
+        resolve: Option<&dyn Resolver>,
+    ) -> Result<RecordSchema, Error> {
+        let name = self.input.schema.as_deref().unwrap_or_default();
+        let bad = |reason: String| config_error(path, format!("input.schema {name:?}: {reason}"));
+        let text = match resolve {
+            Some(resolve) => resolve.text(name)?,
+            None => None,
+        };
+        let parsed = match text {
+            Some(text) => RecordSchema::from_toml(&text),
+            None => {
+                if let Some(scheme) = scheme(name) {
+                    return Err(bad(format!("nothing here opens {scheme}: names")));
+                }
+                let base = path.parent().unwrap_or(Path::new("."));
+                RecordSchema::load(&base.join(name))
+            }
+        };
+        parsed.map_err(|e| match e {
+            RecordsError::Schema(m) => bad(m),
+            other => bad(other.to_string()),
         })
     }
 
@@ -371,8 +467,14 @@ impl PipelineConfig {
             Some((signer, verifier)) => (Some(signer), Some(verifier)),
             None => (None, None),
         };
+        let records = match self.input.format {
+            FormatName::Records => Some(Arc::new(self.record_schema(path, resolve)?)),
+            _ => None,
+        };
+        let table = self.table(path, records.as_deref())?;
         let input = &self.input;
         let input = match input.format {
+            FormatName::Records => InputFormat::Records(records.expect("loaded above")),
             FormatName::Dms => InputFormat::Dms(DmsOptions {
                 seq_column: input.sequence_column.clone(),
                 timestamp_column: input.timestamp_column.clone(),
@@ -386,7 +488,7 @@ impl PipelineConfig {
             }),
         };
         Ok(Pipeline {
-            table: self.table(path)?,
+            table,
             stores,
             keys: Keys {
                 recipients,
@@ -409,6 +511,48 @@ impl PipelineConfig {
 fn local_principal() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("local:{user}")
+}
+
+/// The table of a records input: the schema's columns and typed key (written `name:type,...`
+/// with every type explicit, so the manifest's key does not depend on how `[table]` spelt
+/// it); `[table]` columns and key, where given, must say the same.
+fn records_table(t: &TableConfig, records: &RecordSchema) -> Result<(TableSchema, String), String> {
+    let schema = records.table_schema();
+    if !t.columns.is_empty() && t.columns != schema.columns() {
+        return Err(format!(
+            "table.columns {:?} are not the record schema's columns {:?} (leave table.columns \
+             out to take them from the schema)",
+            t.columns,
+            schema.columns()
+        ));
+    }
+    let specs: Vec<KeySpec> = schema
+        .key()
+        .iter()
+        .map(|&(i, ty)| KeySpec {
+            name: schema.columns()[i].clone(),
+            ty,
+        })
+        .collect();
+    let key = specs
+        .iter()
+        .map(|k| format!("{}:{}", k.name, k.ty.name()))
+        .collect::<Vec<_>>()
+        .join(",");
+    if !t.key.is_empty() && KeySpec::parse_list(&t.key).ok().as_ref() != Some(&specs) {
+        return Err(format!(
+            "table.key {:?} is not the record schema's key {key:?} (leave table.key out to take \
+             it from the schema)",
+            t.key
+        ));
+    }
+    if !t.null.is_empty() {
+        return Err(format!(
+            "table.null = {:?}: a records table's null is the empty field; leave table.null out",
+            t.null
+        ));
+    }
+    Ok((schema, key))
 }
 
 fn config_error(path: &Path, reason: String) -> Error {

@@ -13,6 +13,15 @@ pub enum PipelineError {
         /// What is wrong.
         reason: String,
     },
+    /// A landed object cannot be read as the pipeline's input (a records input with a name
+    /// whose extension says no format).
+    #[error("{object}: {reason}")]
+    Input {
+        /// The object.
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A manifest or pointer is malformed.
     #[error("{object}: {reason}")]
     Manifest {

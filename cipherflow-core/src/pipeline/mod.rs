@@ -22,6 +22,7 @@
 mod config;
 mod error;
 mod gc;
+mod landing;
 mod manifest;
 mod pull;
 
@@ -37,6 +38,7 @@ pub use config::{
 };
 pub use error::PipelineError;
 pub use gc::GcReport;
+pub use landing::{LandingSink, landing_name};
 pub use manifest::{
     Applied, Base, MANIFEST_FORMAT, Manifest, POINTER_FORMAT, Partition, Pointer, RunRef,
 };
@@ -48,6 +50,7 @@ use crate::cdc::{
 };
 use crate::ledger::{Actor, Kind, Ledger, Link, ObjectRef, Record};
 use crate::merge::{MergeState, decode_run, encode_run, partition_of};
+use crate::records::{Format, ReadOptions, RecordSchema, read_records};
 use crate::store::{Bytes, ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError, Version};
 use crate::{Error, KeyUnwrapper, KeyWrapper, Opener, Sealer, Signer, Verifier};
 
@@ -191,6 +194,11 @@ pub enum InputFormat {
     Dms(DmsOptions),
     /// Debezium JSON change events, one per line (plain or gzip).
     Debezium(DebeziumOptions),
+    /// Records validated against this schema, read by the object name's extension (`.json`,
+    /// `.jsonl`/`.ndjson`, `.csv`); each an upsert ordered by the schema's version field
+    /// ([`Records::to_batch`](crate::records::Records::to_batch)). A bad record refuses the
+    /// step, like a bad DMS row.
+    Records(Arc<RecordSchema>),
 }
 
 impl InputFormat {
@@ -198,6 +206,15 @@ impl InputFormat {
         Ok(match self {
             InputFormat::Dms(options) => read_dms(object, bytes, schema, options)?,
             InputFormat::Debezium(options) => read_debezium(object, bytes, schema, options)?,
+            InputFormat::Records(records) => {
+                let format = Format::from_name(object).ok_or_else(|| PipelineError::Input {
+                    object: object.into(),
+                    reason: "a records input's name must end in .json, .jsonl, .ndjson or .csv"
+                        .into(),
+                })?;
+                read_records(object, bytes, format, records, &ReadOptions::default())?
+                    .to_batch(records)
+            }
         })
     }
 }

@@ -82,7 +82,7 @@ impl fmt::Display for Bound {
 }
 
 /// An enumeration of allowed values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Allowed {
     Strings(Vec<String>),
     Ints(Vec<i64>),
@@ -118,7 +118,24 @@ impl Column {
     }
 }
 
-/// A validated record schema.
+impl PartialEq for Column {
+    /// The same name, type, nullability and rules (patterns by their text, bounds by the
+    /// text they were written as).
+    fn eq(&self, other: &Column) -> bool {
+        let text = |b: &Option<Bound>| b.as_ref().map(ToString::to_string);
+        self.name == other.name
+            && self.ty == other.ty
+            && self.nullable == other.nullable
+            && self.pattern.as_ref().map(Regex::as_str) == other.pattern.as_ref().map(Regex::as_str)
+            && text(&self.min) == text(&other.min)
+            && text(&self.max) == text(&other.max)
+            && self.values == other.values
+            && self.max_length == other.max_length
+    }
+}
+
+/// A validated record schema. Two schemas are equal when they validate alike: the same name,
+/// columns in the same order with the same rules, key, version and `extra`.
 #[derive(Debug, Clone)]
 pub struct RecordSchema {
     name: String,
@@ -173,6 +190,16 @@ impl<'de> Deserialize<'de> for ColumnsFile {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+impl PartialEq for RecordSchema {
+    fn eq(&self, other: &RecordSchema) -> bool {
+        self.name == other.name
+            && self.columns == other.columns
+            && self.key == other.key
+            && self.version == other.version
+            && self.extra == other.extra
     }
 }
 
