@@ -1148,3 +1148,41 @@ async fn table_and_schema_keys_must_match() {
         DynamoSink::from_url(&common::sdk_config().await, &format!("dynamodb://{table}")).unwrap();
     assert_eq!(ok.table(), table);
 }
+
+/// An int64 version that is itself a key column (each version its own item): the pre-read
+/// projects it once, and a replay writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_in_the_key() {
+    let calls = CountCalls::default();
+    let client = client(vec![counting(&calls)]).await;
+    let table = create_table(
+        &client,
+        &[
+            ("device_id", ScalarAttributeType::S),
+            ("seq", ScalarAttributeType::N),
+        ],
+    )
+    .await;
+    let sink = DynamoSink::new(client.clone(), &table);
+    let schema = RecordSchema::from_toml(
+        &VERSIONED.replace("key = [\"device_id\"]", "key = [\"device_id\", \"seq\"]"),
+    )
+    .unwrap();
+    let body = (1..=5)
+        .map(|s| versioned_line("a", s, &format!("{s}.5")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let first = ingest(&schema, &sink, "k.jsonl", body.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(first.written, [1, 2, 3, 4, 5]);
+    let writes = calls.0.writes();
+    let replay = ingest(&schema, &sink, "k.jsonl", body.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!((replay.written.len(), replay.skipped), (0, 5));
+    assert_eq!(calls.0.writes(), writes);
+    let items = scan(&client, &table, &["device_id", "seq"]).await;
+    assert_eq!(items.len(), 5);
+    assert_eq!(items["a|3"]["reading"], AttributeValue::N("3.5".into()));
+}
