@@ -1,4 +1,5 @@
-//! `kms:KEY` key arguments and `s3://bucket/key` file arguments (cargo feature `aws`).
+//! `kms:KEY` key arguments, `s3://bucket/key` file arguments and `dynamodb://TABLE` ingest
+//! targets (cargo feature `aws`).
 //!
 //! Credentials, region and endpoint come from the standard AWS environment and profiles
 //! (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...). With a custom endpoint, S3 is
@@ -11,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use cipherflow_aws::aws_config::{self, BehaviorVersion, SdkConfig};
 use cipherflow_aws::aws_sdk_kms::Client as KmsClient;
+use cipherflow_aws::dynamodb::DynamoSink;
 use cipherflow_aws::kms::{KmsDecrypt, KmsPublicKey, KmsSigner};
+use cipherflow_core::records::RecordSink;
 use cipherflow_core::store::{ObjectKey, ObjectStore, PutMode};
 use cipherflow_core::{Error as CoreError, KeyUnwrapper, KeyWrapper, Signer, VerifyingKey};
 
@@ -103,6 +106,13 @@ pub fn store(url: &str) -> Result<Arc<dyn ObjectStore>, Error> {
         .context(|| format!("opening {url}"))?
         .ok_or_else(|| Error::Usage(format!("{url} is not an s3:// URL")))?;
     Ok(Arc::new(store))
+}
+
+/// The `dynamodb://TABLE` record sink (`cipherflow ingest --to`).
+pub fn dynamo_sink(url: &str) -> Result<Box<dyn RecordSink>, Error> {
+    let sink = DynamoSink::from_url(&aws()?.config, url)
+        .map_err(|e| Error::Usage(format!("--to {url}: {}", e.reason)))?;
+    Ok(Box::new(sink))
 }
 
 /// Reads the object `s3://bucket/key` whole.

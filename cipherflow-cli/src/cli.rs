@@ -96,6 +96,12 @@ pub struct IngestArgs {
     /// with any bad record is refused whole.
     #[arg(long, value_name = "DIR|s3://bucket/prefix/")]
     pub reject: Option<String>,
+    /// With `--to dynamodb://`: the ledger (a folder made by `cipherflow ledger init`, or
+    /// s3://bucket/prefix with AWS support) that gets a `landed` record (name, size, SHA-256)
+    /// for each file ingested. A pipeline target needs none: its step records every object
+    /// it lands in the pipeline's ledger.
+    #[arg(long, value_name = "DIR|s3://bucket/prefix")]
+    pub ledger: Option<String>,
     /// The files' format [default: by extension: .json, .jsonl/.ndjson, .csv].
     #[arg(long, value_enum)]
     pub format: Option<RecordFormat>,

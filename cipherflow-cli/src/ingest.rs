@@ -9,9 +9,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cipherflow_core::Error as CoreError;
-use cipherflow_core::pipeline::{InputFormat, LandingSink, Pipeline};
+use cipherflow_core::ledger::{Actor, Ledger};
+use cipherflow_core::pipeline::{InputFormat, LandingSink, Pipeline, local_principal};
 use cipherflow_core::records::{
-    Format, Ingest, IngestError, RecordSchema, RecordSink, RecordsError, RejectTarget,
+    Format, Ingest, IngestError, IngestLedger, RecordSchema, RecordSink, RecordsError, RejectTarget,
 };
 use serde::Serialize;
 
@@ -41,6 +42,8 @@ struct FileJson {
     /// Record errors of a refused file.
     errors: usize,
     reject_object: Option<String>,
+    /// Index of the file's `landed` ledger record (`--ledger`).
+    ledger_index: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -74,12 +77,32 @@ pub fn ingest(args: IngestArgs) -> Result<(), Error> {
         }),
         None => None,
     };
+    let mut ledger = match (&args.ledger, &pipeline) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "--ledger is for dynamodb:// targets: a pipeline's step records every object it \
+                 lands in the pipeline's own ledger"
+                    .into(),
+            ));
+        }
+        (Some(location), None) => Some(open_ledger(location)?),
+        (None, _) => None,
+    };
     let mut ingest = Ingest {
         schema: &schema,
         sink: &*sink,
         rejects,
         max_bytes: None,
-        ledger: None,
+        ledger: ledger.as_mut().map(|ledger| IngestLedger {
+            ledger,
+            store: "file".into(),
+            bucket: String::new(),
+            actor: Actor {
+                principal: local_principal(),
+                ..Actor::default()
+            },
+            step: "cipherflow ingest".into(),
+        }),
     };
 
     let mut files = Vec::new();
@@ -97,6 +120,7 @@ pub fn ingest(args: IngestArgs) -> Result<(), Error> {
             refused: false,
             errors: 0,
             reject_object: None,
+            ledger_index: None,
         };
         match drive(ingest.object(object, &bytes, *format))? {
             Ok(report) => {
@@ -107,6 +131,7 @@ pub fn ingest(args: IngestArgs) -> Result<(), Error> {
                     rejected: report.rejected,
                 };
                 entry.reject_object = report.reject_object;
+                entry.ledger_index = report.ledger_index;
             }
             Err(IngestError::Records(refused)) => {
                 print_refusal(&refused);
@@ -159,6 +184,18 @@ pub fn ingest(args: IngestArgs) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// An existing ledger: a folder (never created here: a mistyped path must not start an empty
+/// ledger) or, with AWS support, `s3://bucket/prefix`.
+fn open_ledger(location: &str) -> Result<Ledger, Error> {
+    if !location.contains("://") && !Path::new(location).is_dir() {
+        return Err(Error::Usage(format!(
+            "--ledger {location}: not a folder (create a ledger with `cipherflow ledger init`)"
+        )));
+    }
+    let store = open_store(location)?;
+    drive(Ledger::open(store, ""))?.context(|| format!("opening ledger {location}"))
 }
 
 /// Prints every error of a refused file (or the first [`SHOWN_ERRORS`] and a count).
@@ -252,9 +289,7 @@ fn target_pipeline(
 fn record_sink(to: &str, pipeline: Option<&Pipeline>) -> Result<Box<dyn RecordSink>, Error> {
     if to.starts_with("dynamodb://") {
         #[cfg(feature = "aws")]
-        return Err(Error::Usage(format!(
-            "{to}: the DynamoDB sink is not part of this build yet"
-        )));
+        return crate::aws::dynamo_sink(to);
         #[cfg(not(feature = "aws"))]
         return Err(Error::Usage(format!(
             "{to}: this cipherflow was built without AWS support (cargo build --features aws)"

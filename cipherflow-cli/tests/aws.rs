@@ -170,3 +170,122 @@ fn seal_to_s3_with_a_kms_recipient_and_open_with_kms_decrypt() {
     );
     assert!(!refused.exists());
 }
+
+/// `cipherflow ingest --to dynamodb://TABLE --ledger DIR`: the records reach the table, each
+/// file gets a `landed` ledger record, and a replay writes nothing new.
+#[test]
+fn ingest_to_dynamodb_records_each_file_and_a_replay_writes_nothing() {
+    use cipherflow_aws::aws_sdk_dynamodb::Client as Dynamo;
+    use cipherflow_aws::aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+
+    let endpoint = endpoint();
+    let table = unique("readings");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dynamo = runtime.block_on(async {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "t"))
+            .load()
+            .await;
+        let dynamo = Dynamo::new(&config);
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
+        dynamo
+            .create_table()
+            .table_name(&table)
+            .attribute_definitions(attribute("device_id"))
+            .attribute_definitions(attribute("timestamp"))
+            .key_schema(key("device_id", KeyType::Hash))
+            .key_schema(key("timestamp", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+        dynamo
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(
+        d.join("schema.toml"),
+        r#"name = "readings"
+key = ["device_id", "timestamp"]
+version = "timestamp"
+[columns.device_id]
+type = "string"
+pattern = "^device-[0-9]{3}$"
+[columns.timestamp]
+type = "timestamp"
+[columns.value]
+type = "decimal"
+min = 0
+max = 1000
+"#,
+    )
+    .unwrap();
+    fs::write(
+        d.join("upload.json"),
+        r#"[{"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z", "value": 7308.00},
+            {"device_id": "device-001", "timestamp": "2026-02-01T11:00:00Z", "value": 1},
+            {"device_id": "device-002", "timestamp": "2026-02-01T10:00:00Z", "value": 0.5}]"#,
+    )
+    .unwrap();
+    let ledger = d.join("ledger");
+    ok(cf(&endpoint)
+        .args(["ledger", "init", "--origin", "example.com/ingest", "--ledger"])
+        .arg(&ledger));
+    let ingest = || {
+        let out = ok(cf(&endpoint)
+            .arg("ingest")
+            .arg("--schema")
+            .arg(d.join("schema.toml"))
+            .args(["--to", &format!("dynamodb://{table}"), "--ledger"])
+            .arg(&ledger)
+            .arg(d.join("upload.json")));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let first = ingest();
+    assert_eq!(first["total"]["written"], 3, "{first}");
+    assert_eq!(first["files"][0]["ledger_index"], 0, "{first}");
+    let again = ingest();
+    assert_eq!(
+        (&again["total"]["written"], &again["total"]["skipped"]),
+        (&serde_json::json!(0), &serde_json::json!(3)),
+        "{again}"
+    );
+    assert_eq!(again["files"][0]["ledger_index"], 1, "{again}");
+
+    let items = runtime.block_on(async {
+        dynamo
+            .scan()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+    });
+    assert_eq!(items.len(), 3);
+    let shown = ok(cf(&endpoint)
+        .args(["ledger", "show", "--ledger"])
+        .arg(&ledger));
+    assert!(
+        shown.contains("upload.json") && shown.contains("landed"),
+        "{shown}"
+    );
+}

@@ -340,6 +340,17 @@ fn the_target_must_be_a_records_pipeline_of_the_same_schema() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("dynamodb://readings"), "{stderr}");
 
+    // A pipeline target records landed objects in its own ledger: --ledger is refused.
+    let out = ingest(d, &to, &["c.csv"])
+        .arg("--ledger")
+        .arg(d.join("pipeline/ledger"))
+        .assert()
+        .code(USAGE)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--ledger is for dynamodb:// targets"), "{stderr}");
+
     fs::write(d.join("notes.txt"), "x").unwrap();
     let out = ingest(d, &to, &["notes.txt"])
         .assert()

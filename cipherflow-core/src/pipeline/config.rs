@@ -508,7 +508,7 @@ impl PipelineConfig {
 }
 
 /// The local user, as the ledger's principal when no cloud identity is at hand.
-fn local_principal() -> String {
+pub fn local_principal() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("local:{user}")
 }

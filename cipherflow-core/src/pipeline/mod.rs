@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 pub use config::{
     FormatName, PipelineConfig, ResolvedSigner, Resolver, load_private_key, load_public_key,
+    local_principal,
 };
 pub use error::PipelineError;
 pub use gc::GcReport;
