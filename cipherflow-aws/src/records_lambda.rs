@@ -1384,7 +1384,7 @@ mod tests {
                     3,
                     4,
                     "value",
-                    "x is not a decimal number (digits, optional sign and point, no exponent)"
+                    r#""x" is not a decimal number (digits, optional sign and point, no exponent)"#
                 ),
             ]
         );
