@@ -220,11 +220,7 @@ impl HttpRequest {
             {
                 path = rest.to_owned();
             }
-            (
-                method.to_owned(),
-                path,
-                text(&context["http"]["sourceIp"]),
-            )
+            (method.to_owned(), path, text(&context["http"]["sourceIp"]))
         } else {
             return None;
         };
@@ -509,7 +505,11 @@ impl RecordsHandler {
 
     /// Reads and ingests one uploaded object: `Ok(Ok(report))`, `Ok(Err(refusal))`, or an
     /// error a retry may fix.
-    async fn s3_object(&self, bucket: &str, key: &str) -> Result<Result<ReportJson, Refusal>, Error> {
+    async fn s3_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Result<ReportJson, Refusal>, Error> {
         let Some(format) = Format::from_name(key) else {
             return Ok(Err((
                 format!("{key}: unknown extension (.json, .jsonl, .ndjson or .csv)"),
@@ -595,7 +595,12 @@ impl RecordsHandler {
             );
         }
         if let Some(ct) = &request.content_type {
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if mime != "application/json" && !mime.ends_with("+json") {
                 return error_response(
                     415,
@@ -700,7 +705,10 @@ impl RecordsHandler {
             .written
             .iter()
             .filter_map(|&index| {
-                let at = records.records.binary_search_by_key(&index, |r| r.index).ok()?;
+                let at = records
+                    .records
+                    .binary_search_by_key(&index, |r| r.index)
+                    .ok()?;
                 Some(key_fields(schema, &records.records[at]))
             })
             .collect();
@@ -805,9 +813,10 @@ impl RecordsHandler {
         };
         let size = |name: &str, default: u64| match var(name) {
             None => Ok(default),
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                Error::misuse(format!("{name}={v:?} is not a number of bytes"))
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Error::misuse(format!("{name}={v:?} is not a number of bytes"))),
         };
         let resolver = crate::resolve::AwsResolver::new(sdk);
         let schema = load_schema(
@@ -1213,8 +1222,18 @@ mod tests {
                 .unwrap()
                 .contains("unknown extension")
         );
-        assert!(objects[3]["problem"].as_str().unwrap().contains("deleted since"));
-        assert!(objects[5]["problem"].as_str().unwrap().contains("not UTF-8"));
+        assert!(
+            objects[3]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("deleted since")
+        );
+        assert!(
+            objects[5]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("not UTF-8")
+        );
         assert_eq!(out["checkpoint"], 1);
         // The refused file wrote nothing: only the good file's three items.
         assert_eq!(world.sink.items.lock().unwrap().len(), 3);
@@ -1230,7 +1249,11 @@ mod tests {
         for record in &records {
             assert_eq!(record.kind, Kind::Landed);
             assert_eq!(
-                (&*record.object.store, &*record.object.bucket, &*record.object.key),
+                (
+                    &*record.object.store,
+                    &*record.object.bucket,
+                    &*record.object.key
+                ),
                 ("s3", "uploads", "in/day 1/good+set.json")
             );
             assert_eq!(record.object.sha256, <[u8; 32]>::from(Sha256::digest(GOOD)));
@@ -1246,7 +1269,9 @@ mod tests {
         let handler = world.handler(true, 1 << 20).await;
         world.upload("in/bad.jsonl", BAD_LINES).await;
         let out = handler
-            .handle(json!({"Records": [s3_record("ObjectCreated:Post", "uploads", "in/bad.jsonl")]}))
+            .handle(
+                json!({"Records": [s3_record("ObjectCreated:Post", "uploads", "in/bad.jsonl")]}),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -1329,7 +1354,12 @@ mod tests {
 
         // A newer version of one record: written; an older one: skipped.
         let one = r#"{"device_id": "device-001", "timestamp": "2026-02-01T11:00:00Z", "value": 7}"#;
-        let (code, body) = status(&handler.handle(rest("POST", "/records", Some(one), false)).await.unwrap());
+        let (code, body) = status(
+            &handler
+                .handle(rest("POST", "/records", Some(one), false))
+                .await
+                .unwrap(),
+        );
         assert_eq!((code, body["written"].as_array().unwrap().len()), (200, 1));
 
         let records = world.ledger_records().await;
@@ -1378,7 +1408,12 @@ mod tests {
             errors,
             [
                 (1, 2, "value", "-1 is less than the minimum 0"),
-                (2, 3, "extra", "unknown field (the schema has extra = \"error\")"),
+                (
+                    2,
+                    3,
+                    "extra",
+                    "unknown field (the schema has extra = \"error\")"
+                ),
                 (3, 4, "device_id", "required field is missing"),
                 (
                     3,
@@ -1408,20 +1443,60 @@ mod tests {
             e
         };
         let cases: Vec<(&str, Json, u64)> = vec![
-            ("one record", rest("POST", "/records", Some(one), false), 200),
-            ("json; charset", with_type("application/json; charset=utf-8"), 200),
+            (
+                "one record",
+                rest("POST", "/records", Some(one), false),
+                200,
+            ),
+            (
+                "json; charset",
+                with_type("application/json; charset=utf-8"),
+                200,
+            ),
             ("no body", rest("POST", "/records", None, false), 400),
             ("empty body", rest("POST", "/records", Some(""), false), 400),
-            ("malformed JSON", rest("POST", "/records", Some("[{"), false), 400),
-            ("not JSON", rest("POST", "/records", Some("device-1,now"), false), 400),
+            (
+                "malformed JSON",
+                rest("POST", "/records", Some("[{"), false),
+                400,
+            ),
+            (
+                "not JSON",
+                rest("POST", "/records", Some("device-1,now"), false),
+                400,
+            ),
             ("a number", rest("POST", "/records", Some("42"), false), 400),
             ("null", rest("POST", "/records", Some("null"), false), 400),
-            ("array of strings", rest("POST", "/records", Some(r#"["a"]"#), false), 400),
-            ("bad base64", rest("POST", "/records", Some("%%%"), true), 400),
-            ("base64 of garbage", rest("POST", "/records", Some(&b64("\u{0}\u{1}")), true), 400),
-            ("base64 not UTF-8", rest("POST", "/records", Some("/w=="), true), 400),
-            ("over the limit", rest("POST", "/records", Some(&over), false), 413),
-            ("over, base64", rest("POST", "/records", Some(&b64(&over)), true), 413),
+            (
+                "array of strings",
+                rest("POST", "/records", Some(r#"["a"]"#), false),
+                400,
+            ),
+            (
+                "bad base64",
+                rest("POST", "/records", Some("%%%"), true),
+                400,
+            ),
+            (
+                "base64 of garbage",
+                rest("POST", "/records", Some(&b64("\u{0}\u{1}")), true),
+                400,
+            ),
+            (
+                "base64 not UTF-8",
+                rest("POST", "/records", Some("/w=="), true),
+                400,
+            ),
+            (
+                "over the limit",
+                rest("POST", "/records", Some(&over), false),
+                413,
+            ),
+            (
+                "over, base64",
+                rest("POST", "/records", Some(&b64(&over)), true),
+                413,
+            ),
             ("text/csv", with_type("text/csv"), 415),
             ("GET", rest("GET", "/records", None, false), 405),
             ("PUT", rest("PUT", "/records", Some(one), false), 405),
@@ -1439,7 +1514,12 @@ mod tests {
         }
         // Exactly at the limit is accepted as to size (refused here as malformed JSON).
         let at = format!("[{}", " ".repeat(limit as usize - 1));
-        let (code, _) = status(&handler.handle(rest("POST", "/records", Some(&at), false)).await.unwrap());
+        let (code, _) = status(
+            &handler
+                .handle(rest("POST", "/records", Some(&at), false))
+                .await
+                .unwrap(),
+        );
         assert_eq!(code, 400);
     }
 
@@ -1507,7 +1587,12 @@ mod tests {
         async fn post(h: &RecordsHandler, i: usize) -> u64 {
             let body =
                 format!(r#"{{"device_id": "device-{i:03}", "timestamp": "2026-02-01T10:00:00Z"}}"#);
-            status(&h.handle(rest("POST", "/records", Some(&body), false)).await.unwrap()).0
+            status(
+                &h.handle(rest("POST", "/records", Some(&body), false))
+                    .await
+                    .unwrap(),
+            )
+            .0
         }
         let runs_a = async {
             let mut codes = Vec::new();
