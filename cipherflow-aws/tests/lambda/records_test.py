@@ -37,7 +37,6 @@ import uuid
 from pathlib import Path
 
 import boto3
-
 from lambda_test import Function, check, s3_event
 
 TABLE = "ProcessedRecords"
@@ -155,7 +154,9 @@ def main() -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    signer_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signer_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
+        "KeyId"
+    ]
     signer = f"alias/cf-records-{run_id}"
     kms.create_alias(AliasName=signer, TargetKeyId=signer_id)
     env = {
@@ -204,7 +205,9 @@ def run(
     obj = out["objects"][0]
     check(obj["key"] == key and obj["status"] == "ingested", f"upload: {obj}")
     report = obj["report"]
-    check((report["read"], report["written"], report["skipped"]) == (devices, devices, 0), f"{report}")
+    check(
+        (report["read"], report["written"], report["skipped"]) == (devices, devices, 0), f"{report}"
+    )
     ingested.append((uploads, key))
     table_items = items(ddb, table)
     check(len(table_items) == devices, f"{len(table_items)} items, expected {devices}")
@@ -225,19 +228,20 @@ def run(
     print(f"2. duplicate delivery: written 0, skipped {report['skipped']}, table unchanged")
 
     # 3. A file with bad records: refused with every error, nothing written.
-    bad = "\n".join(
-        [
-            '{"device_id": "device-100", "timestamp": "2026-02-01T12:00:00Z", "value": 1}',
-            '{"device_id": "dev-101", "timestamp": "2026-02-01T12:00:00Z", "value": 1}',
-            '{"device_id": "device-102", "timestamp": "noon", "value": 1000.01}',
-        ]
+    bad = (
+        '{"device_id": "device-100", "timestamp": "2026-02-01T12:00:00Z", "value": 1}\n'
+        '{"device_id": "dev-101", "timestamp": "2026-02-01T12:00:00Z", "value": 1}\n'
+        '{"device_id": "device-102", "timestamp": "noon", "value": 1000.01}\n'
     )
     out = function.invoke(upload(s3, uploads, "devices/bad.jsonl", bad))
     obj = out["objects"][0]
     check(obj["status"] == "refused", f"bad file: {obj}")
     got = [(e["record"], e["line"], e["field"]) for e in obj["errors"]]
     check(got == [(2, 2, "device_id"), (3, 3, "timestamp"), (3, 3, "value")], f"errors: {got}")
-    check(all(e["object"] == "devices/bad.jsonl" and e["reason"] for e in obj["errors"]), "error fields")
+    check(
+        all(e["object"] == "devices/bad.jsonl" and e["reason"] for e in obj["errors"]),
+        "error fields",
+    )
     check(len(items(ddb, table)) == devices, "a refused file wrote items")
     print(f"3. bad file refused with {len(got)} errors: {[e['message'] for e in obj['errors']]}")
 
@@ -273,9 +277,13 @@ def run(
     ingested.append((buckets["out"], reply["object"]))
     # HTTP API payload 2.0 with a named stage: a record with the same key and version as a
     # stored one (the version is the timestamp, a key field here) is skipped, not overwritten.
-    newer = json.dumps({"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z", "value": 43})
+    newer = json.dumps(
+        {"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z", "value": 43}
+    )
     code, reply = answer(function.invoke(http_api("POST", "/prod/records", newer, "prod")))
-    check(code == 200 and reply["written"] == [] and reply["skipped"] == 1, f"same version: {reply}")
+    check(
+        code == 200 and reply["written"] == [] and reply["skipped"] == 1, f"same version: {reply}"
+    )
     ingested.append((buckets["out"], reply["object"]))
     check(items(ddb, table)[("device-001", KEY_TIME)]["value"] == {"N": "42"},
           "a record with the same version overwrote the item")  # fmt: skip
