@@ -264,42 +264,33 @@ impl DynamoSink {
             },
         };
         let table = self.table_keys().await?;
-        let expected: Vec<(String, &'static str)> = key
+        // The schema's key columns and the table's key attributes, as (name, type) sets.
+        let wanted: Vec<(String, String)> = key
             .iter()
             .map(|&i| {
                 let c = &schema.columns()[i];
-                (c.name().to_owned(), attribute_type(c.ty()))
+                (c.name().to_owned(), attribute_type(c.ty()).to_owned())
             })
             .collect();
-        let mut actual: Vec<(String, String)> = Vec::new();
-        actual.extend(table.hash.clone());
-        actual.extend(table.range.clone());
-        let mut wanted = expected.clone();
-        wanted.sort();
-        let mut found: Vec<(String, String)> = actual.clone();
-        found.sort();
-        let same = wanted.len() == found.len()
-            && wanted
-                .iter()
-                .zip(&found)
-                .all(|((wn, wt), (fnm, ft))| wn == fnm && wt == ft);
-        if !same {
+        let found: Vec<(String, String)> = table.hash.iter().chain(&table.range).cloned().collect();
+        let sorted = |v: &[(String, String)]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        if sorted(&wanted) != sorted(&found) {
             let show = |v: &[(String, String)]| {
                 v.iter()
                     .map(|(n, t)| format!("{n} ({t})"))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let expected: Vec<(String, String)> = expected
-                .into_iter()
-                .map(|(n, t)| (n, t.to_owned()))
-                .collect();
             return Err(self.error(format!(
                 "the table's key is {}, but schema {:?} needs the key {} (string and timestamp \
                  columns are S, int64 and decimal columns N)",
-                show(&actual),
+                show(&found),
                 schema.name(),
-                show(&expected)
+                show(&wanted)
             )));
         }
         let hash = table
@@ -327,8 +318,11 @@ impl DynamoSink {
                 names.insert(format!("#k{n}"), schema.columns()[col].name().to_owned());
                 parts.push(format!("#k{n}"));
             }
-            names.insert("#v".into(), v.attribute.clone());
-            parts.push("#v".into());
+            // An int64 version may be a key column: a path may be projected only once.
+            if !plan.key.contains(&v.column) || v.timestamp {
+                names.insert("#v".into(), v.attribute.clone());
+                parts.push("#v".into());
+            }
             parts.join(", ")
         });
         for chunk in items.chunks(BATCH_GET_MAX) {
@@ -346,14 +340,13 @@ impl DynamoSink {
                     })
                     .build()
                     .expect("keys are set");
-                let out = self
+                let mut out = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, request)
                     .send()
                     .await
                     .map_err(|e| self.error(sdk_reason("BatchGetItem", e)))?;
-                let mut out = out;
                 if let Some(found) = out.responses.as_mut().and_then(|r| r.remove(&self.table)) {
                     for item in found {
                         if let Some(&i) = index.get(&plan.canon(schema, &item)) {
@@ -667,8 +660,8 @@ fn parse_int(text: &str) -> Option<i128> {
     text.parse().ok()
 }
 
-/// A stored version number (DynamoDB may normalise its text: `1.0E3`-free integers only are
-/// read; anything else is "unknown" and left to the write's condition).
+/// A stored version as an integer, whatever form DynamoDB answers it in; `None` for anything
+/// else (another type, a fraction), which the pre-read leaves to the write's condition.
 fn number_of(value: &AttributeValue) -> Option<i128> {
     match value {
         AttributeValue::N(n) => {
@@ -1105,7 +1098,8 @@ async fn write_batches(
     Ok(())
 }
 
-/// The positions of a group that an inconsistent answer leaves in doubt: all of them.
+/// The positions of a group that an inconsistent answer leaves in doubt: all not yet known
+/// written.
 fn unprocessed_positions<'a>(
     left: &'a [(usize, WriteRequest)],
     rest: &'a HashMap<KeyCanon, (usize, WriteRequest)>,

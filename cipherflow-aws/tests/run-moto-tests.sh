@@ -18,9 +18,10 @@ root="$(cd "$here/../.." && pwd)"
 venv="$root/.venv-moto"
 launcher="$here/aws_emulator/moto_rsa_server.py"
 # The launcher patches moto internals and asserts they are there: keep this pin.
-requirements=('moto[s3,kms]==5.2.5' 'flask' 'flask-cors' 'cryptography')
+requirements=('moto[s3,kms,dynamodb]==5.2.5' 'flask' 'flask-cors' 'cryptography')
 
-if ! "$venv/bin/python" -c 'import moto, flask, flask_cors, cryptography; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
+# py_partiql_parser comes with the dynamodb extra: a venv made before it was added is upgraded.
+if ! "$venv/bin/python" -c 'import moto, flask, flask_cors, cryptography, py_partiql_parser; assert moto.__version__ == "5.2.5"' 2>/dev/null; then
     echo "run-moto-tests: installing moto 5.2.5 into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
