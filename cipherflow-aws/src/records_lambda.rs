@@ -412,7 +412,7 @@ impl RecordsHandler {
             rejects,
             max_bytes: Some(max_bytes),
             ledger: Some(IngestLedger {
-                ledger: &mut *ledger,
+                ledger: &mut ledger,
                 store: origin.store.to_owned(),
                 bucket: origin.bucket.to_owned(),
                 actor: origin.actor,
@@ -1292,10 +1292,11 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["record"], 2);
         assert_eq!(lines[1]["record"], 3);
-        let items = world.sink.items.lock().unwrap();
-        assert_eq!(items.len(), 1);
-        assert!(items.keys().all(|k| k[0] == "device-004"));
-        drop(items);
+        {
+            let items = world.sink.items.lock().unwrap();
+            assert_eq!(items.len(), 1);
+            assert!(items.keys().all(|k| k[0] == "device-004"));
+        }
         // A notification for the reject object itself is the function's own output.
         let out = handler
             .handle(json!({"Records": [s3_record("ObjectCreated:Put", "out",
