@@ -19,6 +19,7 @@ events for POST /records.
 4. POST /records: 200 with the keys written; the body is stored under its SHA-256; a newer
    version overwrites, an older one is skipped; 400 with every field error; 413 over the
    limit (also base64-encoded); 404/405; never a 5xx.
+   Eight concurrent requests on the two instances get distinct ledger indices.
 5. The ledger verifies with the KMS signer's key, and holds one `landed` record per ingested
    object or request, naming it.
 Exits non-zero on the first failed check.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -321,7 +323,25 @@ def run(
     print(f"4. POST /records: 200 (2 keys written), resend skipped 2, 400 with {len(got)} errors "
           f"{[r for _, _, r in got]}, {statuses}")  # fmt: skip
 
-    # 5. The ledger: verified with the KMS key; one landed record per ingestion, in order.
+    # Concurrent requests on the two instances `cargo lambda watch --concurrency 2` runs: each
+    # appends to the ledger through its own handle, so an append that loses the next segment
+    # to the other instance reloads the tail and retries at the new end.
+    bodies = [
+        json.dumps({"device_id": f"device-{400 + i}", "timestamp": "2026-02-01T14:00:00Z"})
+        for i in range(8)
+    ]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        events = [rest("POST", "/records", b) for b in bodies]
+        replies = [answer(r) for r in pool.map(function.invoke, events)]
+    check(all(c == 200 and len(r["written"]) == 1 for c, r in replies), f"concurrent: {replies}")
+    indices = sorted(r["ledger_index"] for _, r in replies)
+    check(len(set(indices)) == len(bodies), f"concurrent requests share ledger indices: {indices}")
+    ingested += [(buckets["out"], r["object"]) for _, r in replies]
+    check(len(items(ddb, table)) == devices + 2 + len(bodies), "concurrent requests' items")
+    print(f"4. {len(bodies)} concurrent requests on 2 instances: all 200, ledger indices {indices}")
+
+    # 5. The ledger: verified with the KMS key; one landed record per ingestion, in order
+    # (the concurrent requests in either order).
     report = json.loads(
         subprocess.run(
             [args.cipherflow, "ledger", "verify", "--ledger", f"s3://{buckets['ledger']}/",
@@ -338,15 +358,19 @@ def run(
             path = ledger / obj["Key"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(s3.get_object(Bucket=buckets["ledger"], Key=obj["Key"])["Body"].read())
-    for index, (bucket, key) in enumerate(ingested):
+    seen = []
+    for index in range(len(ingested)):
         shown = json.loads(
             subprocess.run(
                 [args.cipherflow, "ledger", "show", "--ledger", str(ledger), "--index", str(index)],
                 capture_output=True, text=True, check=True,
             ).stdout
         )  # fmt: skip
-        got = (shown["kind"], shown["object"]["bucket"], shown["object"]["key"], shown["step"])
-        check(got == ("landed", bucket, key, "lambda records"), f"record {index}: {shown}")
+        check((shown["kind"], shown["step"]) == ("landed", "lambda records"), f"{index}: {shown}")
+        seen.append((shown["object"]["bucket"], shown["object"]["key"]))
+    done = len(ingested) - len(bodies)
+    check(seen[:done] == ingested[:done], f"ledger objects {seen} != {ingested}")
+    check(sorted(seen[done:]) == sorted(ingested[done:]), f"ledger objects {seen} != {ingested}")
     print(f"5. ledger verified: {report['records']} records, {report['checkpoints']} checkpoints")
 
 
