@@ -9,7 +9,9 @@
 //! - `kms` and `s3` together: [`resolve::AwsResolver`], which opens the `s3://` stores and
 //!   `kms:` keys a `pipeline.toml` names.
 //! - `lambda`: [`lambda::Handler`], the `cipherflow-lambda` function: pipeline steps on S3
-//!   `ObjectCreated` events, and one partition's compaction on request.
+//!   `ObjectCreated` events, and one partition's compaction on request; and
+//!   [`records_lambda::RecordsHandler`], validated records from S3 uploads and
+//!   `POST /records` (the `cipherflow-records` function, which also needs `dynamodb`).
 //!
 //! See the crate README for the IAM permissions each mode needs and what the emulator-based
 //! tests can and cannot show.
@@ -24,6 +26,8 @@ pub mod dynamodb;
 pub mod kms;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "lambda")]
+pub mod records_lambda;
 #[cfg(all(feature = "kms", feature = "s3"))]
 pub mod resolve;
 #[cfg(feature = "kms")]

@@ -6,7 +6,8 @@
 # answers, runs `cargo test -p cipherflow-aws --features kms,s3,moto-tests --locked` with
 # CIPHERFLOW_MOTO_ENDPOINT set, then the command line's AWS tests, then the Lambda function
 # under `cargo lambda watch` (tests/lambda/lambda_test.py; cargo-lambda from PyPI in the venv
-# .venv-lambda), and always stops the server. Every build uses the same features
+# .venv-lambda), then the records function the same way (tests/lambda/records_test.py), and
+# always stops the server. Every build uses the same features
 # (cipherflow-aws/moto-tests), so the AWS SDK is compiled once. Extra arguments go to cargo
 # test (e.g. `-- --nocapture`). Needs python3 (3.9+) with venv, and network access to PyPI the
 # first time.
@@ -85,8 +86,14 @@ if ! "$lambda_venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q '^ca
     # --no-deps: watch and invoke need no zig (only `cargo lambda build` cross-links with it).
     "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'cargo-lambda==1.9.2'
 fi
-cargo build -p cipherflow-aws --features moto-tests --bin cipherflow-lambda --locked
+cargo build -p cipherflow-aws --features moto-tests --bin cipherflow-lambda --bin cipherflow-records --locked
 "$venv/bin/python" "$here/lambda/lambda_test.py" \
+    --endpoint "$endpoint" \
+    --cipherflow "${CARGO_TARGET_DIR:-$root/target}/debug/cipherflow" \
+    --cargo-lambda "$lambda_venv/bin/cargo-lambda" \
+    --features moto-tests
+# The records function (S3 uploads and POST /records into DynamoDB), the same way.
+"$venv/bin/python" "$here/lambda/records_test.py" \
     --endpoint "$endpoint" \
     --cipherflow "${CARGO_TARGET_DIR:-$root/target}/debug/cipherflow" \
     --cargo-lambda "$lambda_venv/bin/cargo-lambda" \

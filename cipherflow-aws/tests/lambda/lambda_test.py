@@ -186,24 +186,32 @@ def s3_event(bucket: str, key: str, size: int, etag: str) -> dict:
 
 
 class Function:
-    """`cargo lambda watch` running cipherflow-lambda, and `cargo lambda invoke`."""
+    """`cargo lambda watch` running one of the crate's function binaries, and
+    `cargo lambda invoke` (records_test.py runs cipherflow-records with it too)."""
 
-    def __init__(self, args: argparse.Namespace, world: World, workdir: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        env_vars: dict[str, str],
+        workdir: Path,
+        binary: str = "cipherflow-lambda",
+    ) -> None:
         self.cargo_lambda = args.cargo_lambda
+        self.binary = binary
         self.port = free_port()
         self.workdir = workdir
         self.log = open(workdir / "watch.log", "w")
         env_vars = {
-            "CIPHERFLOW_PIPELINE": world.config_url,
             "AWS_ENDPOINT_URL": args.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
+            **env_vars,
         }
         command = [
             self.cargo_lambda, "lambda", "watch",
-            "--package", "cipherflow-aws", "--bin", "cipherflow-lambda",
+            "--package", "cipherflow-aws", "--bin", binary,
             "--features", args.features, "--locked",
             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
             "--concurrency", "2", "--timeout", "300", "--ignore-changes",
@@ -227,7 +235,7 @@ class Function:
         path.write_text(json.dumps(event))
         done = subprocess.run(
             [
-                self.cargo_lambda, "lambda", "invoke", "cipherflow-lambda",
+                self.cargo_lambda, "lambda", "invoke", self.binary,
                 "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
                 "--data-file", str(path), "--output-format", "json",
             ],  # fmt: skip
@@ -290,7 +298,7 @@ def main() -> None:
     )
     workdir = Path(tempfile.mkdtemp(prefix="cipherflow-lambda-"))
     world = World(args.endpoint, workdir)
-    function = Function(args, world, workdir)
+    function = Function(args, {"CIPHERFLOW_PIPELINE": world.config_url}, workdir)
     try:
         run(args, world, function, workdir)
     finally:
