@@ -789,16 +789,10 @@ async fn load_schema(
     resolver: &crate::resolve::AwsResolver,
     name: &str,
 ) -> Result<RecordSchema, Error> {
-    let Some((bucket, key)) = crate::resolve::split_s3_url(name)? else {
-        return Ok(RecordSchema::load(std::path::Path::new(name))?);
-    };
-    let store = resolver
-        .s3_store(&format!("s3://{bucket}"))?
-        .expect("an s3:// URL");
-    let (bytes, _) = store.get(&ObjectKey::new(key)?).await?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::misuse(format!("{SCHEMA_VAR}: {name} is not UTF-8")))?;
-    Ok(RecordSchema::from_toml(text)?)
+    match resolver.s3_text(name).await? {
+        Some(text) => Ok(RecordSchema::from_toml(&text)?),
+        None => Ok(RecordSchema::load(std::path::Path::new(name))?),
+    }
 }
 
 #[cfg(feature = "dynamodb")]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use aws_sdk_kms::Client as KmsClient;
 use cipherflow_core::pipeline::{ResolvedSigner, Resolver};
-use cipherflow_core::store::ObjectStore;
+use cipherflow_core::store::{ObjectKey, ObjectStore};
 use cipherflow_core::{Error, KeyUnwrapper, KeyWrapper, Signer, Verifier};
 
 use crate::kms::{KmsDecrypt, KmsPublicKey, KmsSigner};
@@ -73,6 +73,21 @@ impl AwsResolver {
     }
 }
 
+impl AwsResolver {
+    /// The UTF-8 text of the object `s3://bucket/key` (a schema or a configuration named by
+    /// URL); `None` for a name that is not an `s3://` URL.
+    pub async fn s3_text(&self, url: &str) -> Result<Option<String>, Error> {
+        let Some((bucket, key)) = split_s3_url(url)? else {
+            return Ok(None);
+        };
+        let store = S3Store::new(&self.config, bucket, "", self.s3.clone());
+        let (bytes, _) = store.get(&ObjectKey::new(key)?).await?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::misuse(format!("{url}: not UTF-8 text")))?;
+        Ok(Some(text))
+    }
+}
+
 /// `s3://bucket/rest` as (`bucket`, `rest`); `None` for a name that is not an `s3://` URL.
 pub fn split_s3_url(url: &str) -> Result<Option<(&str, &str)>, Error> {
     let Some(rest) = url.strip_prefix("s3://") else {
@@ -99,6 +114,15 @@ impl Resolver for AwsResolver {
         Ok(self
             .s3_store(name)?
             .map(|store| Arc::new(store) as Arc<dyn ObjectStore>))
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>, Error> {
+        if !name.starts_with("s3://") {
+            return Ok(None);
+        }
+        let resolver = self.clone();
+        let name = name.to_owned();
+        runtime::block_on(async move { resolver.s3_text(&name).await })
     }
 
     fn wrapper(&self, name: &str) -> Result<Option<Arc<dyn KeyWrapper>>, Error> {

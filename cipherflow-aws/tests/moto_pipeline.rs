@@ -347,3 +347,37 @@ max_runs = 2
         verified.records, verified.checkpoints
     );
 }
+
+/// `[input] schema = "s3://..."`: the resolver reads the record schema from S3, so a records
+/// pipeline configured wholly in S3 (as the Lambda function's is) builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_schema_named_by_s3_url_is_read_through_the_resolver() {
+    use cipherflow_core::pipeline::Resolver;
+    let config = common::sdk_config().await;
+    let name = bucket(&config, "schema").await;
+    let store = S3Store::new(
+        &config,
+        &name,
+        "",
+        S3Options::default().force_path_style(true),
+    );
+    let text = "name = \"readings\"\nkey = [\"id\"]\n[columns.id]\ntype = \"int64\"\n";
+    store
+        .put(
+            &ObjectKey::new("schemas/readings.toml").unwrap(),
+            text.as_bytes().to_vec().into(),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    let resolver =
+        AwsResolver::new(&config).with_s3_options(S3Options::default().force_path_style(true));
+    let url = format!("s3://{name}/schemas/readings.toml");
+    let read = tokio::task::spawn_blocking(move || resolver.text(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.as_deref(), Some(text));
+    let resolver = AwsResolver::new(&config);
+    assert_eq!(resolver.text("readings.toml").unwrap(), None);
+}

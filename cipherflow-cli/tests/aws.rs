@@ -247,7 +247,13 @@ max = 1000
     .unwrap();
     let ledger = d.join("ledger");
     ok(cf(&endpoint)
-        .args(["ledger", "init", "--origin", "example.com/ingest", "--ledger"])
+        .args([
+            "ledger",
+            "init",
+            "--origin",
+            "example.com/ingest",
+            "--ledger",
+        ])
         .arg(&ledger));
     let ingest = || {
         let out = ok(cf(&endpoint)

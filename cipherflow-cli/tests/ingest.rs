@@ -349,7 +349,10 @@ fn the_target_must_be_a_records_pipeline_of_the_same_schema() {
         .get_output()
         .clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("--ledger is for dynamodb:// targets"), "{stderr}");
+    assert!(
+        stderr.contains("--ledger is for dynamodb:// targets"),
+        "{stderr}"
+    );
 
     fs::write(d.join("notes.txt"), "x").unwrap();
     let out = ingest(d, &to, &["notes.txt"])
