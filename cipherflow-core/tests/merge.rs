@@ -624,9 +624,10 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         })
         .collect::<Result<_, _>>()?;
 
+    // `apply_owned`, as `cipherflow merge` does.
     let mut state = MergeState::new(schema.clone());
     for &b in &case.schedule {
-        state.apply(&batches[b]);
+        state.apply_owned(batches[b].clone());
     }
     let mut out = Vec::new();
     merge_sorted(&state, "base.csv", &base_csv[..], &mut out)
@@ -872,4 +873,62 @@ fn other_schema_changes_are_errors_naming_object_line_and_column() {
     )
     .unwrap_err();
     assert_eq!(*e.kind(), CdcErrorKind::UnknownColumn("channel".into()));
+}
+
+/// `apply_owned` (values moved, rows found by walking the map or by look-ups, depending on
+/// the batch's size against the state's) builds exactly the state `apply` builds.
+#[test]
+fn apply_owned_equals_apply() {
+    let schema = schema(&["id", "v", "w"], "id:int64");
+    let options = DmsOptions {
+        no_sup_value: Some(b"NOSUP".to_vec()),
+        ..DmsOptions::default()
+    };
+    // A pseudo-random stream: inserts, partial updates, deletes, older and newer sequences.
+    let mut x = 7u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut batch = |name: &str, n: usize, keys: u64| {
+        let mut text = String::from("Op,AR_H_CHANGE_SEQ,id,v,w\n");
+        for _ in 0..n {
+            let r = next();
+            let op = ["I", "U", "U", "D"][(r % 4) as usize];
+            let w = if r % 5 == 0 {
+                "NOSUP".to_string()
+            } else {
+                (r % 97).to_string()
+            };
+            text.push_str(&format!(
+                "{op},{:035},{},v{},{w}\n",
+                r % 100_000,
+                (r >> 20) % keys,
+                r % 13
+            ));
+        }
+        read_dms(name, text.as_bytes(), &schema, &options).unwrap()
+    };
+    // Big first (walks an empty map), small onto a big state (look-ups), then medium.
+    let batches = [
+        batch("a.csv", 3000, 2000),
+        batch("b.csv", 40, 2000),
+        batch("c.csv", 900, 3000),
+        batch("d.csv", 5, 2000),
+    ];
+    let mut by_ref = MergeState::new(schema.clone());
+    let mut owned = MergeState::new(schema.clone());
+    for b in &batches {
+        assert!(by_ref.apply(b));
+        assert!(owned.apply_owned(b.clone()));
+    }
+    assert!(
+        !owned.apply_owned(batches[1].clone()),
+        "an applied batch is skipped"
+    );
+    assert_eq!(owned.rows(), by_ref.rows());
+    assert_eq!(owned.applied(), by_ref.applied());
+    assert_eq!(snapshot(&owned), snapshot(&by_ref));
 }

@@ -33,7 +33,9 @@ mod sorted;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
+use std::iter::Peekable;
 use std::sync::Arc;
+use std::vec;
 
 use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
 
@@ -71,26 +73,84 @@ impl RowState {
 
     /// Folds a change in. Every field is a maximum, so this commutes and is idempotent.
     fn apply(&mut self, change: &Change, order: Arc<OrderKey>) {
-        let is_delete = change.op == Op::Delete;
-        if (&*order, is_delete) > (&*self.last.0, self.last.1) {
-            self.last = (order.clone(), is_delete);
-        }
-        if is_delete {
-            if self.deleted.as_ref().is_none_or(|d| *order > **d) {
-                self.deleted = Some(order);
-            }
+        if self.apply_order(change.op, &order) {
             return;
         }
         for (slot, cell) in self.cells.iter_mut().zip(&change.cells) {
             let Cell::Value(bytes) = cell else { continue };
-            let newer = match slot {
-                None => true,
-                Some((old_order, old)) => (&*order, bytes) > (&**old_order, old),
-            };
-            if newer {
+            if newer(slot, &order, bytes) {
                 *slot = Some((order.clone(), bytes.clone()));
             }
         }
+    }
+
+    /// [`RowState::apply`] for a change the caller gives up: its values move into the row
+    /// instead of being copied.
+    fn apply_owned(&mut self, op: Op, cells: Vec<Cell>, order: Arc<OrderKey>) {
+        if self.apply_order(op, &order) {
+            return;
+        }
+        for (slot, cell) in self.cells.iter_mut().zip(cells) {
+            let Cell::Value(bytes) = cell else { continue };
+            if newer(slot, &order, &bytes) {
+                *slot = Some((order.clone(), bytes));
+            }
+        }
+    }
+
+    /// Folds in `first` and the changes after it to the same key (moving their values).
+    fn fold_group(&mut self, first: Change, rest: &mut Peekable<vec::IntoIter<Change>>) {
+        let Change {
+            op,
+            key,
+            order,
+            cells,
+        } = first;
+        self.apply_owned(op, cells, Arc::new(order));
+        self.fold_rest(&key, rest);
+    }
+
+    /// The row of a key the state does not hold yet: `first` and the changes after it to the
+    /// same key, folded.
+    fn from_group(
+        columns: usize,
+        first: Change,
+        rest: &mut Peekable<vec::IntoIter<Change>>,
+    ) -> (Key, RowState) {
+        let Change {
+            op,
+            key,
+            order,
+            cells,
+        } = first;
+        let order = Arc::new(order);
+        let mut row = RowState {
+            last: (order.clone(), op == Op::Delete),
+            deleted: None,
+            cells: vec![None; columns],
+        };
+        row.apply_owned(op, cells, order);
+        row.fold_rest(&key, rest);
+        (key, row)
+    }
+
+    /// Folds in the changes at the front of `rest` that are to `key`.
+    fn fold_rest(&mut self, key: &Key, rest: &mut Peekable<vec::IntoIter<Change>>) {
+        while let Some(change) = rest.next_if(|c| c.key == *key) {
+            self.apply_owned(change.op, change.cells, Arc::new(change.order));
+        }
+    }
+
+    /// Folds in a change's ordering key; `true` for a delete (which writes no cells).
+    fn apply_order(&mut self, op: Op, order: &Arc<OrderKey>) -> bool {
+        let is_delete = op == Op::Delete;
+        if (&**order, is_delete) > (&*self.last.0, self.last.1) {
+            self.last = (order.clone(), is_delete);
+        }
+        if is_delete && self.deleted.as_ref().is_none_or(|d| **order > **d) {
+            self.deleted = Some(order.clone());
+        }
+        is_delete
     }
 
     /// Whether the row is deleted (its latest change is a delete).
@@ -129,6 +189,14 @@ impl RowState {
             })
             .collect();
         Some(row)
+    }
+}
+
+/// Whether `(order, bytes)` beats what a column holds.
+fn newer(slot: &Option<Written>, order: &Arc<OrderKey>, bytes: &[u8]) -> bool {
+    match slot {
+        None => true,
+        Some((old_order, old)) => (&**order, bytes) > (&**old_order, &old[..]),
     }
 }
 
@@ -179,8 +247,66 @@ impl MergeState {
             return false;
         }
         self.add_columns(&batch.added_columns);
-        for change in &batch.changes {
+        // In key order: consecutive look-ups then walk the same part of the map, which
+        // costs far fewer cache misses than the file's order (folding commutes).
+        let mut changes: Vec<&Change> = batch.changes.iter().collect();
+        changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for change in changes {
             self.apply_change(change);
+        }
+        true
+    }
+
+    /// [`MergeState::apply`] for a batch the caller gives up: the same state results, but
+    /// the batch's keys and values move into the state instead of being copied (which, for a
+    /// large batch, is most of the cost of applying it).
+    ///
+    /// # Panics
+    /// As [`MergeState::apply`].
+    pub fn apply_owned(&mut self, batch: ChangeBatch) -> bool {
+        if !self.applied.insert((batch.object.clone(), batch.sha256)) {
+            return false;
+        }
+        self.add_columns(&batch.added_columns);
+        let columns = self.schema.columns().len();
+        let mut changes = batch.changes;
+        changes.iter().for_each(|c| check_width(c, columns));
+        // In key order (the caller may have sorted them already, on another thread), so that
+        // the changes to one key are folded into its row at once, and the rows are found by
+        // walking the map alongside, or by look-ups that stay in one part of it.
+        if !changes.is_sorted_by(|a, b| a.key <= b.key) {
+            changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        let walk = self.rows.len() / 8 <= changes.len();
+        let mut changes = changes.into_iter().peekable();
+        if walk {
+            let mut fresh = Vec::new();
+            let mut rows = self.rows.iter_mut().peekable();
+            while let Some(change) = changes.next() {
+                while rows.next_if(|(k, _)| **k < change.key).is_some() {}
+                match rows.next_if(|(k, _)| **k == change.key) {
+                    Some((_, row)) => row.fold_group(change, &mut changes),
+                    None => {
+                        let (key, row) = RowState::from_group(columns, change, &mut changes);
+                        fresh.push((key, row));
+                    }
+                }
+            }
+            if !fresh.is_empty() {
+                // Sorted: both are built and merged in linear time.
+                let mut fresh: BTreeMap<Key, RowState> = fresh.into_iter().collect();
+                self.rows.append(&mut fresh);
+            }
+        } else {
+            while let Some(change) = changes.next() {
+                match self.rows.get_mut(&change.key) {
+                    Some(row) => row.fold_group(change, &mut changes),
+                    None => {
+                        let (key, row) = RowState::from_group(columns, change, &mut changes);
+                        self.rows.insert(key, row);
+                    }
+                }
+            }
         }
         true
     }
@@ -220,10 +346,7 @@ impl MergeState {
     /// Folds in one change (no batch bookkeeping).
     pub fn apply_change(&mut self, change: &Change) {
         let columns = self.schema.columns().len();
-        assert!(
-            change.op == Op::Delete || change.cells.len() == columns,
-            "change read with another schema"
-        );
+        check_width(change, columns);
         let order = Arc::new(change.order.clone());
         match self.rows.get_mut(&change.key) {
             Some(row) => row.apply(change, order),
@@ -260,6 +383,14 @@ impl MergeState {
         }
         out.write_all(&buf)
     }
+}
+
+/// A change must have a cell per column (a delete has none).
+fn check_width(change: &Change, columns: usize) {
+    assert!(
+        change.op == Op::Delete || change.cells.len() == columns,
+        "change read with another schema"
+    );
 }
 
 /// Appends one CSV record: fields separated by `,`, a field quoted (with `"` doubled) when it
