@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
@@ -62,18 +62,24 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     };
     let table = state.schema().clone();
     std::thread::scope(|scope| -> Result<(), Error> {
-        // PARSERS threads parse the files (thread w takes files w, w + PARSERS, ...) while
-        // this one folds them into the state, in the files' order. Each thread holds at most
-        // one parsed batch it cannot hand over yet, so memory stays that of the state and
-        // PARSERS + 1 batches.
+        // PARSERS threads parse the files (thread w takes files w, w + PARSERS, ...) and sort
+        // each batch by key, while this one folds them into the state in the files' order.
+        // Each batch goes back to its thread once applied and is freed there, where it was
+        // allocated (far cheaper than freeing it here), before that thread parses its next
+        // file: memory stays that of the state and PARSERS + 1 batches.
         let mut parsed = Vec::new();
+        let mut spent = Vec::new();
         for w in 0..PARSERS {
             let (batches, rx) = sync_channel(0);
+            let (spent_tx, spent_rx) = channel::<ChangeBatch>();
             parsed.push(rx);
+            spent.push(spent_tx);
             let (table, parse) = (&table, &parse);
             scope.spawn(move || {
-                for path in files.iter().skip(w).step_by(PARSERS) {
-                    // Sorted by key here, in parallel, for `MergeState::apply_owned`.
+                for (n, path) in files.iter().skip(w).step_by(PARSERS).enumerate() {
+                    if n > 0 && spent_rx.recv().is_err() {
+                        break;
+                    }
                     let batch = parse(path, table).map(|mut batch| {
                         batch.changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
                         batch
@@ -83,6 +89,8 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
                         break;
                     }
                 }
+                // The last batch, once applied (or nothing, after an error).
+                drop(spent_rx.recv());
             });
         }
         for (i, path) in files.iter().enumerate() {
@@ -96,7 +104,8 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
             };
             changes += batch.changes.len() as u64;
             rejects.append(&mut batch.rejects);
-            state.apply_owned(batch);
+            state.apply(&batch);
+            let _ = spent[i % PARSERS].send(batch);
         }
         Ok(())
     })?;

@@ -624,10 +624,9 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         })
         .collect::<Result<_, _>>()?;
 
-    // `apply_owned`, as `cipherflow merge` does.
     let mut state = MergeState::new(schema.clone());
     for &b in &case.schedule {
-        state.apply_owned(batches[b].clone());
+        state.apply(&batches[b]);
     }
     let mut out = Vec::new();
     merge_sorted(&state, "base.csv", &base_csv[..], &mut out)
@@ -875,10 +874,11 @@ fn other_schema_changes_are_errors_naming_object_line_and_column() {
     assert_eq!(*e.kind(), CdcErrorKind::UnknownColumn("channel".into()));
 }
 
-/// `apply_owned` (values moved, rows found by walking the map or by look-ups, depending on
-/// the batch's size against the state's) builds exactly the state `apply` builds.
+/// `apply` (rows found by walking the map or by look-ups, depending on the batch's size
+/// against the state's) builds exactly the state that folding each change in file order
+/// with `apply_change` builds.
 #[test]
-fn apply_owned_equals_apply() {
+fn apply_equals_folding_each_change() {
     let schema = schema(&["id", "v", "w"], "id:int64");
     let options = DmsOptions {
         no_sup_value: Some(b"NOSUP".to_vec()),
@@ -918,17 +918,13 @@ fn apply_owned_equals_apply() {
         batch("c.csv", 900, 3000),
         batch("d.csv", 5, 2000),
     ];
-    let mut by_ref = MergeState::new(schema.clone());
-    let mut owned = MergeState::new(schema.clone());
+    let mut by_batch = MergeState::new(schema.clone());
+    let mut by_change = MergeState::new(schema.clone());
     for b in &batches {
-        assert!(by_ref.apply(b));
-        assert!(owned.apply_owned(b.clone()));
+        assert!(by_batch.apply(b));
+        b.changes.iter().for_each(|c| by_change.apply_change(c));
     }
-    assert!(
-        !owned.apply_owned(batches[1].clone()),
-        "an applied batch is skipped"
-    );
-    assert_eq!(owned.rows(), by_ref.rows());
-    assert_eq!(owned.applied(), by_ref.applied());
-    assert_eq!(snapshot(&owned), snapshot(&by_ref));
+    assert!(!by_batch.apply(&batches[1]), "an applied batch is skipped");
+    assert_eq!(by_batch.rows(), by_change.rows());
+    assert_eq!(snapshot(&by_batch), snapshot(&by_change));
 }

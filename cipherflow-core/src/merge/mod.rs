@@ -57,6 +57,9 @@ pub struct RowState {
     cells: Vec<Option<Written>>,
 }
 
+/// Changes of a batch in key order, as [`MergeState::apply`] folds them.
+type Group<'a> = Peekable<vec::IntoIter<&'a Change>>;
+
 /// A value written to a column, with the ordering key of the change that wrote it.
 type Written = (Arc<OrderKey>, Box<[u8]>);
 
@@ -84,61 +87,22 @@ impl RowState {
         }
     }
 
-    /// [`RowState::apply`] for a change the caller gives up: its values move into the row
-    /// instead of being copied.
-    fn apply_owned(&mut self, op: Op, cells: Vec<Cell>, order: Arc<OrderKey>) {
-        if self.apply_order(op, &order) {
-            return;
+    /// Folds in `first` and the changes after it to the same key.
+    fn fold_group<'a>(&mut self, first: &'a Change, rest: &mut Group<'a>) {
+        self.apply(first, Arc::new(first.order.clone()));
+        while let Some(change) = rest.next_if(|c| c.key == first.key) {
+            self.apply(change, Arc::new(change.order.clone()));
         }
-        for (slot, cell) in self.cells.iter_mut().zip(cells) {
-            let Cell::Value(bytes) = cell else { continue };
-            if newer(slot, &order, &bytes) {
-                *slot = Some((order.clone(), bytes));
-            }
-        }
-    }
-
-    /// Folds in `first` and the changes after it to the same key (moving their values).
-    fn fold_group(&mut self, first: Change, rest: &mut Peekable<vec::IntoIter<Change>>) {
-        let Change {
-            op,
-            key,
-            order,
-            cells,
-        } = first;
-        self.apply_owned(op, cells, Arc::new(order));
-        self.fold_rest(&key, rest);
     }
 
     /// The row of a key the state does not hold yet: `first` and the changes after it to the
     /// same key, folded.
-    fn from_group(
-        columns: usize,
-        first: Change,
-        rest: &mut Peekable<vec::IntoIter<Change>>,
-    ) -> (Key, RowState) {
-        let Change {
-            op,
-            key,
-            order,
-            cells,
-        } = first;
-        let order = Arc::new(order);
-        let mut row = RowState {
-            last: (order.clone(), op == Op::Delete),
-            deleted: None,
-            cells: vec![None; columns],
-        };
-        row.apply_owned(op, cells, order);
-        row.fold_rest(&key, rest);
-        (key, row)
-    }
-
-    /// Folds in the changes at the front of `rest` that are to `key`.
-    fn fold_rest(&mut self, key: &Key, rest: &mut Peekable<vec::IntoIter<Change>>) {
-        while let Some(change) = rest.next_if(|c| c.key == *key) {
-            self.apply_owned(change.op, change.cells, Arc::new(change.order));
+    fn from_group<'a>(columns: usize, first: &'a Change, rest: &mut Group<'a>) -> (Key, RowState) {
+        let mut row = RowState::new(columns, first, Arc::new(first.order.clone()));
+        while let Some(change) = rest.next_if(|c| c.key == first.key) {
+            row.apply(change, Arc::new(change.order.clone()));
         }
+        (first.key.clone(), row)
     }
 
     /// Folds in a change's ordering key; `true` for a delete (which writes no cells).
@@ -247,33 +211,14 @@ impl MergeState {
             return false;
         }
         self.add_columns(&batch.added_columns);
-        // In key order: consecutive look-ups then walk the same part of the map, which
-        // costs far fewer cache misses than the file's order (folding commutes).
-        let mut changes: Vec<&Change> = batch.changes.iter().collect();
-        changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        for change in changes {
-            self.apply_change(change);
-        }
-        true
-    }
-
-    /// [`MergeState::apply`] for a batch the caller gives up: the same state results, but
-    /// the batch's keys and values move into the state instead of being copied (which, for a
-    /// large batch, is most of the cost of applying it).
-    ///
-    /// # Panics
-    /// As [`MergeState::apply`].
-    pub fn apply_owned(&mut self, batch: ChangeBatch) -> bool {
-        if !self.applied.insert((batch.object.clone(), batch.sha256)) {
-            return false;
-        }
-        self.add_columns(&batch.added_columns);
         let columns = self.schema.columns().len();
-        let mut changes = batch.changes;
-        changes.iter().for_each(|c| check_width(c, columns));
-        // In key order (the caller may have sorted them already, on another thread), so that
-        // the changes to one key are folded into its row at once, and the rows are found by
-        // walking the map alongside, or by look-ups that stay in one part of it.
+        batch.changes.iter().for_each(|c| check_width(c, columns));
+        // In key order (the caller may have sorted the batch already, on another thread), so
+        // that the changes to one key are folded into its row at once, the rows are found by
+        // walking the map alongside (or by look-ups that stay in one part of it), and a new
+        // row's values are allocated next to its neighbours' (the snapshot reads them in key
+        // order). Folding commutes, so the order does not change the result.
+        let mut changes: Vec<&Change> = batch.changes.iter().collect();
         if !changes.is_sorted_by(|a, b| a.key <= b.key) {
             changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         }
@@ -286,10 +231,7 @@ impl MergeState {
                 while rows.next_if(|(k, _)| **k < change.key).is_some() {}
                 match rows.next_if(|(k, _)| **k == change.key) {
                     Some((_, row)) => row.fold_group(change, &mut changes),
-                    None => {
-                        let (key, row) = RowState::from_group(columns, change, &mut changes);
-                        fresh.push((key, row));
-                    }
+                    None => fresh.push(RowState::from_group(columns, change, &mut changes)),
                 }
             }
             if !fresh.is_empty() {
