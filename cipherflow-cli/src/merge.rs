@@ -2,12 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
-    CdcError, DmsOptions, Position, Reject, TableSchema, read_csv_header, read_dms,
+    CdcError, ChangeBatch, DmsOptions, Position, Reject, TableSchema, read_csv_header, read_dms,
 };
 use cipherflow_core::merge::{MergeState, merge_sorted, write_rejects};
 use serde::Serialize;
@@ -15,6 +15,10 @@ use serde::Serialize;
 use crate::cli::MergeArgs;
 use crate::error::{Context, Error};
 use crate::{BUF_SIZE, Output, print_json};
+
+/// How many threads parse change files: one per core of a small machine. Each may hold a
+/// parsed batch, so more would cost memory for little gain.
+const PARSERS: usize = 2;
 
 #[derive(Serialize)]
 struct MergeJson {
@@ -40,41 +44,68 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let schema = read_schema(&base_path, &args)?;
     let options = dms_options(&args);
 
-    // Read and validate every change file before writing anything. A second thread parses
-    // the next file while this one folds the last into the state (at most one parsed batch
-    // waits, so memory stays that of the state and two batches).
+    // Read and validate every change file before writing anything, and fold them into the
+    // state in the order given.
     let mut state = MergeState::new(schema);
     let mut rejects = Vec::new();
     let mut changes = 0;
+    let files = &args.changes;
+    let parse = |path: &PathBuf, schema: &TableSchema| -> Result<ChangeBatch, Error> {
+        let label = path.display().to_string();
+        File::open(path)
+            .context(|| format!("reading {label}"))
+            .and_then(|file| {
+                read_dms(&label, file, schema, &options)
+                    .map_err(CoreError::from)
+                    .context(|| "merge refused")
+            })
+    };
+    let table = state.schema().clone();
     std::thread::scope(|scope| -> Result<(), Error> {
-        let (batches, parsed) = sync_channel(0);
-        // The table as the state will have it when each file is applied: a file that adds
-        // columns widens it for the files after it, as `MergeState::apply` widens the state.
-        let mut state_schema = state.schema().clone();
-        scope.spawn(move || {
-            for path in &args.changes {
-                let label = path.display().to_string();
-                let batch = File::open(path)
-                    .context(|| format!("reading {label}"))
-                    .and_then(|file| {
-                        read_dms(&label, file, &state_schema, &options)
-                            .map_err(CoreError::from)
-                            .context(|| "merge refused")
+        // PARSERS threads parse the files (thread w takes files w, w + PARSERS, ...) and sort
+        // each batch by key, while this one folds them into the state in the files' order.
+        // Each batch goes back to its thread once applied and is freed there, where it was
+        // allocated (far cheaper than freeing it here), before that thread parses its next
+        // file: memory stays that of the state and PARSERS + 1 batches.
+        let mut parsed = Vec::new();
+        let mut spent = Vec::new();
+        for w in 0..PARSERS {
+            let (batches, rx) = sync_channel(0);
+            let (spent_tx, spent_rx) = channel::<ChangeBatch>();
+            parsed.push(rx);
+            spent.push(spent_tx);
+            let (table, parse) = (&table, &parse);
+            scope.spawn(move || {
+                for (n, path) in files.iter().skip(w).step_by(PARSERS).enumerate() {
+                    if n > 0 && spent_rx.recv().is_err() {
+                        break;
+                    }
+                    let batch = parse(path, table).map(|mut batch| {
+                        batch.changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                        batch
                     });
-                if let Ok(batch) = &batch {
-                    state_schema = state_schema.with_added_columns(&batch.added_columns);
+                    let failed = batch.is_err();
+                    if batches.send(batch).is_err() || failed {
+                        break;
+                    }
                 }
-                let failed = batch.is_err();
-                if batches.send(batch).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for batch in parsed {
-            let batch = batch?;
+                // The last batch, once applied (or nothing, after an error).
+                drop(spent_rx.recv());
+            });
+        }
+        for (i, path) in files.iter().enumerate() {
+            let batch = parsed[i % PARSERS].recv();
+            // A file that added columns widens the table for the files after it (as
+            // `MergeState::apply` widens the state): those were parsed with the old columns,
+            // so they are parsed again here, with the state's (rare: a schema change).
+            let mut batch = match batch {
+                Ok(batch) if *state.schema() == table => batch?,
+                _ => parse(path, state.schema())?,
+            };
             changes += batch.changes.len() as u64;
+            rejects.append(&mut batch.rejects);
             state.apply(&batch);
-            rejects.extend(batch.rejects);
+            let _ = spent[i % PARSERS].send(batch);
         }
         Ok(())
     })?;

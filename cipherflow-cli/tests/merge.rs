@@ -127,6 +127,39 @@ fn a_bad_change_file_refuses_the_merge_and_leaves_out_alone() {
             bad.display()
         )));
     assert_eq!(fs::read_to_string(&out).unwrap(), "previous");
+
+    // Files are parsed on two threads, but the error named is the first bad file's in the
+    // order given, whichever thread finished first; the later bad file (parsed by the other
+    // thread, and short, so likely first) is not the one reported.
+    let later = dir.path().join("20240107-0000000000.csv");
+    fs::write(
+        &later,
+        "Op,region,order_no,amount,placed_at
+Q,eu,6,1,t
+",
+    )
+    .unwrap();
+    orders_merge(&out)
+        .arg(&bad)
+        .arg(&later)
+        .assert()
+        .code(FAILURE)
+        .stderr(predicate::str::contains(format!(
+            "error: merge refused: {}, line 3, column 1 (Op): unknown Op \"X\"",
+            bad.display()
+        )))
+        .stderr(predicate::str::contains("20240107").not());
+    orders_merge(&out)
+        .arg(dms("orders/20240105-0000000000.csv"))
+        .arg(&later)
+        .arg(&bad)
+        .assert()
+        .code(FAILURE)
+        .stderr(predicate::str::contains(format!(
+            "error: merge refused: {}, line 2, column 1 (Op): unknown Op \"Q\"",
+            later.display()
+        )));
+    assert_eq!(fs::read_to_string(&out).unwrap(), "previous");
 }
 
 #[test]

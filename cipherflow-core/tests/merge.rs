@@ -904,3 +904,58 @@ fn other_schema_changes_are_errors_naming_object_line_and_column() {
     .unwrap_err();
     assert_eq!(*e.kind(), CdcErrorKind::UnknownColumn("channel".into()));
 }
+
+/// `apply` (rows found by walking the map or by look-ups, depending on the batch's size
+/// against the state's) builds exactly the state that folding each change in file order
+/// with `apply_change` builds.
+#[test]
+fn apply_equals_folding_each_change() {
+    let schema = schema(&["id", "v", "w"], "id:int64");
+    let options = DmsOptions {
+        no_sup_value: Some(b"NOSUP".to_vec()),
+        ..DmsOptions::default()
+    };
+    // A pseudo-random stream: inserts, partial updates, deletes, older and newer sequences.
+    let mut x = 7u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut batch = |name: &str, n: usize, keys: u64| {
+        let mut text = String::from("Op,AR_H_CHANGE_SEQ,id,v,w\n");
+        for _ in 0..n {
+            let r = next();
+            let op = ["I", "U", "U", "D"][(r % 4) as usize];
+            let w = if r % 5 == 0 {
+                "NOSUP".to_string()
+            } else {
+                (r % 97).to_string()
+            };
+            text.push_str(&format!(
+                "{op},{:035},{},v{},{w}\n",
+                r % 100_000,
+                (r >> 20) % keys,
+                r % 13
+            ));
+        }
+        read_dms(name, text.as_bytes(), &schema, &options).unwrap()
+    };
+    // Big first (walks an empty map), small onto a big state (look-ups), then medium.
+    let batches = [
+        batch("a.csv", 3000, 2000),
+        batch("b.csv", 40, 2000),
+        batch("c.csv", 900, 3000),
+        batch("d.csv", 5, 2000),
+    ];
+    let mut by_batch = MergeState::new(schema.clone());
+    let mut by_change = MergeState::new(schema.clone());
+    for b in &batches {
+        assert!(by_batch.apply(b));
+        b.changes.iter().for_each(|c| by_change.apply_change(c));
+    }
+    assert!(!by_batch.apply(&batches[1]), "an applied batch is skipped");
+    assert_eq!(by_batch.rows(), by_change.rows());
+    assert_eq!(snapshot(&by_batch), snapshot(&by_change));
+}

@@ -395,7 +395,7 @@ fn ids_in_partition(p: u32, n: usize) -> Vec<i64> {
     use cipherflow_core::cdc::{Key, KeyValue};
     use cipherflow_core::merge::partition_of;
     (1..)
-        .filter(|&id| partition_of(&Key(vec![KeyValue::Int64(id)]), 4) == p)
+        .filter(|&id| partition_of(&Key(vec![KeyValue::Int64(id)].into()), 4) == p)
         .take(n)
         .collect()
 }

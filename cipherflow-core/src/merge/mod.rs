@@ -33,7 +33,9 @@ mod sorted;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
+use std::iter::Peekable;
 use std::sync::Arc;
+use std::vec;
 
 use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
 
@@ -55,6 +57,9 @@ pub struct RowState {
     cells: Vec<Option<Written>>,
 }
 
+/// Changes of a batch in key order, as [`MergeState::apply`] folds them.
+type Group<'a> = Peekable<vec::IntoIter<&'a Change>>;
+
 /// A value written to a column, with the ordering key of the change that wrote it.
 type Written = (Arc<OrderKey>, Box<[u8]>);
 
@@ -71,26 +76,45 @@ impl RowState {
 
     /// Folds a change in. Every field is a maximum, so this commutes and is idempotent.
     fn apply(&mut self, change: &Change, order: Arc<OrderKey>) {
-        let is_delete = change.op == Op::Delete;
-        if (&*order, is_delete) > (&*self.last.0, self.last.1) {
-            self.last = (order.clone(), is_delete);
-        }
-        if is_delete {
-            if self.deleted.as_ref().is_none_or(|d| *order > **d) {
-                self.deleted = Some(order);
-            }
+        if self.apply_order(change.op, &order) {
             return;
         }
         for (slot, cell) in self.cells.iter_mut().zip(&change.cells) {
             let Cell::Value(bytes) = cell else { continue };
-            let newer = match slot {
-                None => true,
-                Some((old_order, old)) => (&*order, bytes) > (&**old_order, old),
-            };
-            if newer {
+            if newer(slot, &order, bytes) {
                 *slot = Some((order.clone(), bytes.clone()));
             }
         }
+    }
+
+    /// Folds in `first` and the changes after it to the same key.
+    fn fold_group<'a>(&mut self, first: &'a Change, rest: &mut Group<'a>) {
+        self.apply(first, Arc::new(first.order.clone()));
+        while let Some(change) = rest.next_if(|c| c.key == first.key) {
+            self.apply(change, Arc::new(change.order.clone()));
+        }
+    }
+
+    /// The row of a key the state does not hold yet: `first` and the changes after it to the
+    /// same key, folded.
+    fn from_group<'a>(columns: usize, first: &'a Change, rest: &mut Group<'a>) -> (Key, RowState) {
+        let mut row = RowState::new(columns, first, Arc::new(first.order.clone()));
+        while let Some(change) = rest.next_if(|c| c.key == first.key) {
+            row.apply(change, Arc::new(change.order.clone()));
+        }
+        (first.key.clone(), row)
+    }
+
+    /// Folds in a change's ordering key; `true` for a delete (which writes no cells).
+    fn apply_order(&mut self, op: Op, order: &Arc<OrderKey>) -> bool {
+        let is_delete = op == Op::Delete;
+        if (&**order, is_delete) > (&*self.last.0, self.last.1) {
+            self.last = (order.clone(), is_delete);
+        }
+        if is_delete && self.deleted.as_ref().is_none_or(|d| **order > **d) {
+            self.deleted = Some(order.clone());
+        }
+        is_delete
     }
 
     /// Whether the row is deleted (its latest change is a delete).
@@ -129,6 +153,14 @@ impl RowState {
             })
             .collect();
         Some(row)
+    }
+}
+
+/// Whether `(order, bytes)` beats what a column holds.
+fn newer(slot: &Option<Written>, order: &Arc<OrderKey>, bytes: &[u8]) -> bool {
+    match slot {
+        None => true,
+        Some((old_order, old)) => (&**order, bytes) > (&**old_order, &old[..]),
     }
 }
 
@@ -179,8 +211,44 @@ impl MergeState {
             return false;
         }
         self.add_columns(&batch.added_columns);
-        for change in &batch.changes {
-            self.apply_change(change);
+        let columns = self.schema.columns().len();
+        batch.changes.iter().for_each(|c| check_width(c, columns));
+        // In key order (the caller may have sorted the batch already, on another thread), so
+        // that the changes to one key are folded into its row at once, the rows are found by
+        // walking the map alongside (or by look-ups that stay in one part of it), and a new
+        // row's values are allocated next to its neighbours' (the snapshot reads them in key
+        // order). Folding commutes, so the order does not change the result.
+        let mut changes: Vec<&Change> = batch.changes.iter().collect();
+        if !changes.is_sorted_by(|a, b| a.key <= b.key) {
+            changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        }
+        let walk = self.rows.len() / 8 <= changes.len();
+        let mut changes = changes.into_iter().peekable();
+        if walk {
+            let mut fresh = Vec::new();
+            let mut rows = self.rows.iter_mut().peekable();
+            while let Some(change) = changes.next() {
+                while rows.next_if(|(k, _)| **k < change.key).is_some() {}
+                match rows.next_if(|(k, _)| **k == change.key) {
+                    Some((_, row)) => row.fold_group(change, &mut changes),
+                    None => fresh.push(RowState::from_group(columns, change, &mut changes)),
+                }
+            }
+            if !fresh.is_empty() {
+                // Sorted: both are built and merged in linear time.
+                let mut fresh: BTreeMap<Key, RowState> = fresh.into_iter().collect();
+                self.rows.append(&mut fresh);
+            }
+        } else {
+            while let Some(change) = changes.next() {
+                match self.rows.get_mut(&change.key) {
+                    Some(row) => row.fold_group(change, &mut changes),
+                    None => {
+                        let (key, row) = RowState::from_group(columns, change, &mut changes);
+                        self.rows.insert(key, row);
+                    }
+                }
+            }
         }
         true
     }
@@ -220,10 +288,7 @@ impl MergeState {
     /// Folds in one change (no batch bookkeeping).
     pub fn apply_change(&mut self, change: &Change) {
         let columns = self.schema.columns().len();
-        assert!(
-            change.op == Op::Delete || change.cells.len() == columns,
-            "change read with another schema"
-        );
+        check_width(change, columns);
         let order = Arc::new(change.order.clone());
         match self.rows.get_mut(&change.key) {
             Some(row) => row.apply(change, order),
@@ -260,6 +325,14 @@ impl MergeState {
         }
         out.write_all(&buf)
     }
+}
+
+/// A change must have a cell per column (a delete has none).
+fn check_width(change: &Change, columns: usize) {
+    assert!(
+        change.op == Op::Delete || change.cells.len() == columns,
+        "change read with another schema"
+    );
 }
 
 /// Appends one CSV record: fields separated by `,`, a field quoted (with `"` doubled) when it

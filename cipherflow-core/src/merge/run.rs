@@ -464,7 +464,8 @@ mod tests {
         let key = |s: &str| {
             Key(vec![KeyValue::Decimal(
                 crate::cdc::Decimal::parse(s.as_bytes()).unwrap(),
-            )])
+            )]
+            .into())
         };
         assert_eq!(
             partition_of(&key("7308.00"), 8),
