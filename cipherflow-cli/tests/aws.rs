@@ -240,7 +240,7 @@ max = 1000
     .unwrap();
     fs::write(
         d.join("upload.json"),
-        r#"[{"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z", "value": 7308.00},
+        r#"[{"device_id": "device-001", "timestamp": "2026-02-01T10:00:00Z", "value": 730.80},
             {"device_id": "device-001", "timestamp": "2026-02-01T11:00:00Z", "value": 1},
             {"device_id": "device-002", "timestamp": "2026-02-01T10:00:00Z", "value": 0.5}]"#,
     )
@@ -287,8 +287,12 @@ max = 1000
             .unwrap_or_default()
     });
     assert_eq!(items.len(), 3);
-    let shown = ok(cf(&endpoint)
+    let summary = ok(cf(&endpoint)
         .args(["ledger", "show", "--ledger"])
+        .arg(&ledger));
+    assert!(summary.contains("\"records\": 2"), "{summary}");
+    let shown = ok(cf(&endpoint)
+        .args(["ledger", "show", "--index", "1", "--ledger"])
         .arg(&ledger));
     assert!(
         shown.contains("upload.json") && shown.contains("landed"),
