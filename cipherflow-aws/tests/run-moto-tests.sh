@@ -9,7 +9,7 @@
 # .venv-lambda), then the records function the same way (tests/lambda/records_test.py), and
 # always stops the server. Every build uses the same features
 # (cipherflow-aws/moto-tests), so the AWS SDK is compiled once. Extra arguments go to cargo
-# test (e.g. `-- --nocapture`). Needs python3 (3.9+) with venv, and network access to PyPI the
+# test (e.g. `-- --nocapture`); `--prepare` only installs the venvs. Needs python3 (3.9+) with venv, and network access to PyPI the
 # first time.
 set -euo pipefail
 
@@ -25,6 +25,18 @@ if ! "$venv/bin/python" -c 'import moto, flask, flask_cors, cryptography, py_par
     echo "run-moto-tests: installing moto 5.2.5 into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
+fi
+# cargo-lambda, for the Lambda functions under `cargo lambda watch` (last steps below).
+lambda_venv="$root/.venv-lambda"
+if ! "$lambda_venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q '^cargo-lambda 1\.9\.2 '; then
+    echo "run-moto-tests: installing cargo-lambda 1.9.2 into $lambda_venv" >&2
+    python3 -m venv "$lambda_venv"
+    # --no-deps: watch and invoke need no zig (only `cargo lambda build` cross-links with it).
+    "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'cargo-lambda==1.9.2'
+fi
+# `--prepare`: only the installs (CI runs them beside its Rust build).
+if [ "${1:-}" = "--prepare" ]; then
+    exit 0
 fi
 
 port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -79,13 +91,6 @@ AWS_EC2_METADATA_DISABLED=true \
 # The Lambda handler in a Lambda runtime emulation: `cargo lambda watch` builds and runs
 # cipherflow-lambda (debug profile, the same features as above: nothing of the SDK rebuilds),
 # and the driver invokes it with S3 event JSON and compares with `cipherflow run`.
-lambda_venv="$root/.venv-lambda"
-if ! "$lambda_venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q '^cargo-lambda 1\.9\.2 '; then
-    echo "run-moto-tests: installing cargo-lambda 1.9.2 into $lambda_venv" >&2
-    python3 -m venv "$lambda_venv"
-    # --no-deps: watch and invoke need no zig (only `cargo lambda build` cross-links with it).
-    "$lambda_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps 'cargo-lambda==1.9.2'
-fi
 cargo build -p cipherflow-aws --features moto-tests --bin cipherflow-lambda --bin cipherflow-records --locked
 "$venv/bin/python" "$here/lambda/lambda_test.py" \
     --endpoint "$endpoint" \
