@@ -129,26 +129,13 @@ pub fn merge_stateful(args: &MergeArgs, dir: &Path) -> Result<(), Error> {
 /// The folder's table must be the one the arguments describe: same key, same null.
 fn check_same_table(state: &MergeState, args: &MergeArgs, dir: &Path) -> Result<(), Error> {
     let schema = state.schema();
-    let stored: Vec<KeySpec> = schema
-        .key()
-        .iter()
-        .map(|&(i, ty)| KeySpec {
-            name: schema.columns()[i].clone(),
-            ty,
-        })
-        .collect();
-    let text = |k: &[KeySpec]| {
-        k.iter()
-            .map(|k| format!("{}:{}", k.name, k.ty.name()))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let stored = schema.key_specs();
     if stored != args.key {
         return Err(Error::Usage(format!(
             "{} holds a table keyed by {}, not by {}",
             dir.display(),
-            text(&stored),
-            text(&args.key)
+            KeySpec::list_text(&stored),
+            KeySpec::list_text(&args.key)
         )));
     }
     if schema.null() != args.null_value.as_bytes() {

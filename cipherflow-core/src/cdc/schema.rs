@@ -80,6 +80,15 @@ impl KeySpec {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(specs)
     }
+
+    /// `COL:TYPE,...`, every type written out: what [`KeySpec::parse_list`] reads back.
+    pub fn list_text(specs: &[KeySpec]) -> String {
+        specs
+            .iter()
+            .map(|k| format!("{}:{}", k.name, k.ty.name()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A table: its columns in order, its primary key, and how a null is written.
@@ -146,6 +155,17 @@ impl TableSchema {
     /// The key columns: (index into [`TableSchema::columns`], type), in key order.
     pub fn key(&self) -> &[(usize, KeyType)] {
         &self.key
+    }
+
+    /// The key columns by name and type, in key order.
+    pub fn key_specs(&self) -> Vec<KeySpec> {
+        self.key
+            .iter()
+            .map(|&(i, ty)| KeySpec {
+                name: self.columns[i].clone(),
+                ty,
+            })
+            .collect()
     }
 
     /// The null value.

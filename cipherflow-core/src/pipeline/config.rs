@@ -526,19 +526,8 @@ fn records_table(t: &TableConfig, records: &RecordSchema) -> Result<(TableSchema
             schema.columns()
         ));
     }
-    let specs: Vec<KeySpec> = schema
-        .key()
-        .iter()
-        .map(|&(i, ty)| KeySpec {
-            name: schema.columns()[i].clone(),
-            ty,
-        })
-        .collect();
-    let key = specs
-        .iter()
-        .map(|k| format!("{}:{}", k.name, k.ty.name()))
-        .collect::<Vec<_>>()
-        .join(",");
+    let specs = schema.key_specs();
+    let key = KeySpec::list_text(&specs);
     if !t.key.is_empty() && KeySpec::parse_list(&t.key).ok().as_ref() != Some(&specs) {
         return Err(format!(
             "table.key {:?} is not the record schema's key {key:?} (leave table.key out to take \
