@@ -136,15 +136,7 @@ impl Ingest<'_> {
             reject: self.rejects.is_some(),
             max_bytes: self.max_bytes,
         };
-        if let Some(limit) = options.max_bytes
-            && bytes.len() as u64 > limit
-        {
-            return Err(RecordsError::TooLarge {
-                object: object.into(),
-                limit,
-            }
-            .into());
-        }
+        // `read_records` refuses an object over `max_bytes` before parsing it.
         let records = read_records(object, bytes, format, self.schema, &options)?;
         let mut report = IngestReport {
             read: (records.records.len() + records.rejects.len()) as u64,
