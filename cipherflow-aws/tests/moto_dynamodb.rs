@@ -289,6 +289,18 @@ fn throttling(throttle: &Throttle) -> Box<dyn FnOnce(ConfigBuilder) -> ConfigBui
 }
 
 /// Creates an on-demand table with `key` (name, type; hash first) and returns its name.
+/// A table keyed like the seed-001 schema: `device_id` (hash), `timestamp` (range).
+async fn seed_table(client: &Client) -> String {
+    create_table(
+        client,
+        &[
+            ("device_id", ScalarAttributeType::S),
+            ("timestamp", ScalarAttributeType::S),
+        ],
+    )
+    .await
+}
+
 async fn create_table(client: &Client, key: &[(&str, ScalarAttributeType)]) -> String {
     let name = common::unique("records");
     let mut request = client
@@ -379,14 +391,7 @@ fn seed_schema() -> RecordSchema {
 async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
     let calls = CountCalls::default();
     let client = client(vec![counting(&calls)]).await;
-    let table = create_table(
-        &client,
-        &[
-            ("device_id", ScalarAttributeType::S),
-            ("timestamp", ScalarAttributeType::S),
-        ],
-    )
-    .await;
+    let table = seed_table(&client).await;
     let sink = DynamoSink::new(client.clone(), &table);
     assert_eq!(sink.describe(), format!("dynamodb://{table}"));
     let schema = seed_schema();
@@ -886,14 +891,7 @@ async fn single_writer_mode_batches_the_newer_records() {
 async fn a_refused_file_writes_nothing() {
     let calls = CountCalls::default();
     let client = client(vec![counting(&calls)]).await;
-    let table = create_table(
-        &client,
-        &[
-            ("device_id", ScalarAttributeType::S),
-            ("timestamp", ScalarAttributeType::S),
-        ],
-    )
-    .await;
+    let table = seed_table(&client).await;
     let sink = DynamoSink::new(client.clone(), &table);
     let schema = seed_schema();
     let (good, _) = seed_record(1);
@@ -1015,14 +1013,7 @@ async fn reject_mode_sends_only_the_good_records() {
         .expect("CreateBucket");
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let client = client(vec![]).await;
-    let table = create_table(
-        &client,
-        &[
-            ("device_id", ScalarAttributeType::S),
-            ("timestamp", ScalarAttributeType::S),
-        ],
-    )
-    .await;
+    let table = seed_table(&client).await;
     let sink = DynamoSink::new(client.clone(), &table);
     let schema = seed_schema();
     let mut lines = Vec::new();
