@@ -6,7 +6,8 @@
 //! measured). Also printed once per size: the bytes the step wrote. If the step read or
 //! rewrote the table, its time and bytes would grow tenfold between the two sizes.
 //!
-//! Run: `cargo bench -p cipherflow-benches --bench pipeline`; smoke test: add `-- --test`
+//! Run: `cargo bench -p cipherflow-benches --bench pipeline`; smoke test: add `-- --test`,
+//! or `cargo test -p cipherflow-benches --bench pipeline`
 //! (which uses a 10,000-row table).
 //!
 //! The scaling figures (a 100,000-change batch on 1,000,000 and 10,000,000 rows) use
@@ -159,8 +160,7 @@ fn step(c: &mut Criterion) {
         state_verifier: Some(Arc::new(signer.verifying_key().clone())),
         signer: Some(signer),
     };
-    let smoke = std::env::args().any(|a| a == "--test");
-    let sizes = if smoke {
+    let sizes = if cipherflow_benches::smoke_run() {
         vec![10_000]
     } else {
         env_sizes("CIPHERFLOW_BENCH_ROWS", &[100_000, 1_000_000])
