@@ -328,6 +328,21 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// One S3 notification record as AWS sends it (`key` form-URL-encoded already), for both
+/// handlers' unit tests.
+#[cfg(test)]
+pub(crate) fn s3_record(event: &str, bucket: &str, key: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T20:00:00.000Z", "eventName": event,
+        "userIdentity": {"principalId": "AWS:X"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket},
+               "object": {"key": key, "size": 10}}
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,17 +436,6 @@ mod tests {
         Handler::new(vec![pipeline]).unwrap()
     }
 
-    fn record(event: &str, bucket: &str, key: &str) -> Value {
-        serde_json::json!({
-            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-            "eventTime": "2026-11-27T20:00:00.000Z", "eventName": event,
-            "userIdentity": {"principalId": "AWS:X"},
-            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-            "responseElements": {},
-            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": {"key": key}}
-        })
-    }
-
     #[tokio::test]
     async fn events_route_by_bucket_and_decoded_prefix_and_step_each_table_once() {
         let landing = Arc::new(FakeBucket::default());
@@ -447,12 +451,12 @@ mod tests {
         }
         let handler = handler(landing);
         let event = serde_json::json!({"Records": [
-            record("ObjectCreated:Put", "landing", "raw/cdc+t/a%2B1.csv"),
-            record("ObjectCreated:Put", "landing", "raw/cdc+t/b+2.csv"),
-            record("ObjectCreated:Put", "elsewhere", "raw/cdc+t/a%2B1.csv"),
-            record("ObjectCreated:Put", "landing", "cdc+t/a%2B1.csv"),
-            record("ObjectRemoved:Delete", "landing", "raw/cdc+t/a%2B1.csv"),
-            record("ObjectCreated:Put", "landing", "raw/cdc+t/%FF.csv"),
+            s3_record("ObjectCreated:Put", "landing", "raw/cdc+t/a%2B1.csv"),
+            s3_record("ObjectCreated:Put", "landing", "raw/cdc+t/b+2.csv"),
+            s3_record("ObjectCreated:Put", "elsewhere", "raw/cdc+t/a%2B1.csv"),
+            s3_record("ObjectCreated:Put", "landing", "cdc+t/a%2B1.csv"),
+            s3_record("ObjectRemoved:Delete", "landing", "raw/cdc+t/a%2B1.csv"),
+            s3_record("ObjectCreated:Put", "landing", "raw/cdc+t/%FF.csv"),
         ]});
         let outcome = handler.handle(event.clone()).await.unwrap();
         let routed: Vec<(&str, Option<&str>)> = outcome

@@ -38,21 +38,11 @@ use cipherflow_core::store::{ObjectKey, ObjectStore};
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The seed-001 record (device, timestamp, value) with one column of every other type.
-const SEED_SCHEMA: &str = r#"
-name = "ProcessedRecords"
-key = ["device_id", "timestamp"]
-version = "timestamp"
-[columns.device_id]
-type = "string"
-pattern = "^device-[0-9]{3}$"
-[columns.timestamp]
-type = "timestamp"
-[columns.value]
-type = "decimal"
-min = 0
-max = 10000
-nullable = true
+/// The seed-001 record (device, timestamp, value: the core tests' fixture) with one column
+/// of every other type.
+const SEED_SCHEMA: &str = concat!(
+    include_str!("../../cipherflow-core/tests/data/records/readings.toml"),
+    r#"
 [columns.unit]
 type = "string"
 values = ["kWh", "C", "%"]
@@ -63,7 +53,8 @@ nullable = true
 type = "bool"
 [columns.received_at]
 type = "timestamp"
-"#;
+"#
+);
 
 /// 2026-02-01T00:00:00Z in seconds since 1970-01-01T00:00:00Z.
 const FEB_1_2026: i64 = 1_769_904_000;
@@ -84,9 +75,9 @@ fn seed_record(n: u32) -> (String, Item) {
     let value = if n.is_multiple_of(11) {
         None
     } else if n.is_multiple_of(13) {
-        Some(format!("{}", n * 7 % 10_000))
+        Some(format!("{}", n * 7 % 1000))
     } else {
-        Some(format!("{}.{:02}", n * 7919 % 10_000, n % 100))
+        Some(format!("{}.{:02}", n * 7919 % 1000, n % 100))
     };
     let unit = ["kWh", "C", "%"][(n % 3) as usize];
     let battery = if n.is_multiple_of(7) {
@@ -384,19 +375,19 @@ fn seed_schema() -> RecordSchema {
     RecordSchema::from_toml(SEED_SCHEMA).unwrap()
 }
 
-/// 10,000 records of the seed-001 shape ingested through `Ingest`: the table holds exactly
-/// those items, numbers as the exact text that arrived. A replay writes nothing: no write
-/// call at all, every record skipped, the table unchanged.
-#[tokio::test(flavor = "multi_thread")]
-async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
+/// A new seed-001-keyed table, the default sink on it, and the sink's client's calls.
+async fn seed_sink() -> (CountCalls, Client, String, DynamoSink) {
     let calls = CountCalls::default();
     let client = client(vec![counting(&calls)]).await;
     let table = seed_table(&client).await;
     let sink = DynamoSink::new(client.clone(), &table);
-    assert_eq!(sink.describe(), format!("dynamodb://{table}"));
-    let schema = seed_schema();
-    let (lines, expected): (Vec<String>, Vec<Item>) = (0..10_000).map(seed_record).unzip();
-    let file = lines.join("\n");
+    (calls, client, table, sink)
+}
+
+/// Seed records `0..count` as one JSON-lines file, and the items the table must then hold,
+/// by key text (`device|timestamp`).
+fn seed_file(count: u32) -> (String, BTreeMap<String, Item>) {
+    let (lines, expected): (Vec<String>, Vec<Item>) = (0..count).map(seed_record).unzip();
     let expected: BTreeMap<String, Item> = expected
         .into_iter()
         .map(|item| {
@@ -407,11 +398,27 @@ async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
             (id, item)
         })
         .collect();
-    assert_eq!(expected.len(), 10_000);
+    assert_eq!(expected.len(), count as usize, "one item per record");
+    (lines.join("\n"), expected)
+}
+
+/// 10,000 records of the seed-001 shape ingested through `Ingest`: the table holds exactly
+/// those items, numbers as the exact text that arrived. A replay writes nothing: no write
+/// call at all, every record skipped, the table unchanged. The sink is the table's only
+/// writer here, so the newer records go out with `BatchWriteItem` (400 calls rather than
+/// 10,000 `PutItem`: the emulator serves calls one at a time); the conditional path that
+/// concurrent writers need is the next test's, on the same records.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
+    let (calls, client, table, sink) = seed_sink().await;
+    let sink = sink.single_writer(true);
+    assert_eq!(sink.describe(), format!("dynamodb://{table}"));
+    let schema = seed_schema();
+    let (file, expected) = seed_file(10_000);
     assert!(
         expected
             .values()
-            .any(|i| i["value"] == AttributeValue::N("1900.00".into())),
+            .any(|i| i["value"] == AttributeValue::N("900.00".into())),
         "the fixture has values with trailing zeros"
     );
 
@@ -420,15 +427,16 @@ async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
         .await
         .expect("ingest");
     eprintln!(
-        "10,000 records into moto: {:.2} s, {} PutItem, {} BatchGetItem",
+        "10,000 records into moto: {:.2} s, {} BatchWriteItem, {} BatchGetItem",
         started.elapsed().as_secs_f64(),
-        calls.0.put_item.load(Ordering::SeqCst),
+        calls.0.batch_write.load(Ordering::SeqCst),
         calls.0.batch_get.load(Ordering::SeqCst)
     );
     assert_eq!(report.read, 10_000);
     assert_eq!(report.written, (1..=10_000).collect::<Vec<u64>>());
     assert_eq!(report.skipped, 0);
-    assert_eq!(calls.0.put_item.load(Ordering::SeqCst), 10_000);
+    assert_eq!(calls.0.put_item.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.0.batch_write.load(Ordering::SeqCst), 400);
     assert_eq!(calls.0.batch_get.load(Ordering::SeqCst), 100);
     let stored = scan(&client, &table, &["device_id", "timestamp"]).await;
     assert_eq!(stored.len(), 10_000);
@@ -451,6 +459,28 @@ async fn ten_thousand_records_then_a_replay_that_writes_nothing() {
         "a replay makes no write call"
     );
     assert!(scan(&client, &table, &["device_id", "timestamp"]).await == expected);
+}
+
+/// The default sink (any number of writers) writes each newer record with a conditional
+/// `PutItem`: 500 seed-001 records give the same items as the batched path, and a replay
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_puts_store_the_same_items() {
+    let (calls, client, table, sink) = seed_sink().await;
+    let schema = seed_schema();
+    let (file, expected) = seed_file(500);
+    let report = ingest(&schema, &sink, "upload-002.jsonl", file.as_bytes())
+        .await
+        .expect("ingest");
+    assert_eq!(report.written, (1..=500).collect::<Vec<u64>>());
+    assert_eq!(calls.0.put_item.load(Ordering::SeqCst), 500);
+    assert_eq!(calls.0.batch_write.load(Ordering::SeqCst), 0);
+    assert!(scan(&client, &table, &["device_id", "timestamp"]).await == expected);
+    let replay = ingest(&schema, &sink, "upload-002.jsonl", file.as_bytes())
+        .await
+        .expect("replay");
+    assert_eq!((replay.written.len(), replay.skipped), (0, 500));
+    assert_eq!(calls.0.writes(), 500, "a replay makes no write call");
 }
 
 const VERSIONED: &str = r#"
@@ -889,18 +919,15 @@ async fn single_writer_mode_batches_the_newer_records() {
 /// (a number of 39 significant digits, an empty key) refuse the call before any write.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_file_writes_nothing() {
-    let calls = CountCalls::default();
-    let client = client(vec![counting(&calls)]).await;
-    let table = seed_table(&client).await;
-    let sink = DynamoSink::new(client.clone(), &table);
+    let (calls, client, table, sink) = seed_sink().await;
     let schema = seed_schema();
     let (good, _) = seed_record(1);
     // Each bad record on its own key, so that only the good record repeats a key.
     let base = |i: u32| good.replace("device-001", &format!("device-{:03}", 100 + i));
     let bad = [
         good.replace("device-001", "device-1"),
-        base(1).replace("\"value\": 7919.01", "\"value\": 10000.01"),
-        base(2).replace("\"value\": 7919.01", "\"value\": 1e3"),
+        base(1).replace("\"value\": 919.01", "\"value\": 1000.01"),
+        base(2).replace("\"value\": 919.01", "\"value\": 1e3"),
         base(3).replace("+01:00\"", "\""),
         base(4).replace("\"ok\": false", "\"ok\": \"no\""),
         base(5).replace(", \"ok\": false", ""),
@@ -929,7 +956,7 @@ async fn a_refused_file_writes_nothing() {
     let messages: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
     let expected = [
         r#"bad.jsonl, record 2 (line 2), field "device_id": "device-1" does not match the pattern "^device-[0-9]{3}$""#,
-        r#"bad.jsonl, record 3 (line 3), field "value": 10000.01 is greater than the maximum 10000"#,
+        r#"bad.jsonl, record 3 (line 3), field "value": 1000.01 is greater than the maximum 1000"#,
         r#"bad.jsonl, record 4 (line 4), field "value": 1e3 is not a decimal number (digits, optional sign and point, no exponent)"#,
         r#"bad.jsonl, record 5 (line 5), field "timestamp": "2026-02-01T11:00:01" is not an RFC 3339 timestamp with offset (like 2026-02-01T10:00:00Z)"#,
         r#"bad.jsonl, record 6 (line 6), field "ok": expected type bool, found a string"#,
@@ -965,7 +992,7 @@ async fn a_refused_file_writes_nothing() {
     );
 
     let dynamo_refuses = [
-        good.replace("7919.01", "1.00000000000000000000000000000000000001"),
+        good.replace("919.01", "1.00000000000000000000000000000000000001"),
         seed_record(2).0.replace("device-002", "device-999"),
     ];
     let err = ingest(

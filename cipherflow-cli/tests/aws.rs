@@ -223,19 +223,7 @@ fn ingest_to_dynamodb_records_each_file_and_a_replay_writes_nothing() {
     let d = dir.path();
     fs::write(
         d.join("schema.toml"),
-        r#"name = "readings"
-key = ["device_id", "timestamp"]
-version = "timestamp"
-[columns.device_id]
-type = "string"
-pattern = "^device-[0-9]{3}$"
-[columns.timestamp]
-type = "timestamp"
-[columns.value]
-type = "decimal"
-min = 0
-max = 1000
-"#,
+        include_str!("../../cipherflow-core/tests/data/records/readings.toml"),
     )
     .unwrap();
     fs::write(

@@ -27,38 +27,25 @@ Exits non-zero on the first failed check.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import concurrent.futures
 import hashlib
 import json
-import os
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
-import boto3
-from lambda_test import Function, check, s3_event
+from harness import Function, arguments, check, client, upload
 
 TABLE = "ProcessedRecords"
 # The sink stores a timestamp key as its UTC instant without a zone designator.
 KEY_TIME = "2026-02-01T10:00:00"
 MAX_BODY = 4096
-SCHEMA = """name = "ProcessedRecords"
-key = ["device_id", "timestamp"]
-version = "timestamp"
-[columns.device_id]
-type = "string"
-pattern = "^device-[0-9]{3}$"
-[columns.timestamp]
-type = "timestamp"
-[columns.value]
-type = "decimal"
-min = 0
-max = 1000
-nullable = true
-"""
+# Seed 001's schema, the fixture the Rust tests read too.
+SCHEMA = (
+    Path(__file__).resolve().parents[3] / "cipherflow-core/tests/data/records/readings.toml"
+).read_text()
 
 
 def seed_001(devices: int) -> str:
@@ -119,24 +106,11 @@ def answer(response: dict) -> tuple[int, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--cipherflow", required=True)
-    parser.add_argument("--cargo-lambda", required=True)
-    parser.add_argument("--features", default="moto-tests")
-    args = parser.parse_args()
-    os.environ.update(
-        AWS_ENDPOINT_URL=args.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    args = arguments()
     workdir = Path(tempfile.mkdtemp(prefix="cipherflow-records-"))
-    s3 = boto3.client("s3", endpoint_url=args.endpoint, region_name="us-east-1")
-    ddb = boto3.client("dynamodb", endpoint_url=args.endpoint, region_name="us-east-1")
-    kms = boto3.client("kms", endpoint_url=args.endpoint, region_name="us-east-1")
+    s3 = client("s3", args.endpoint)
+    ddb = client("dynamodb", args.endpoint)
+    kms = client("kms", args.endpoint)
     run_id = uuid.uuid4().hex[:8]
     buckets = {}
     for stem in ("uploads", "out", "ledger", "config"):
@@ -183,11 +157,6 @@ def items(ddb, table: str) -> dict[tuple[str, str], dict]:
         for item in page["Items"]:
             out[(item["device_id"]["S"], item["timestamp"]["S"])] = item
     return out
-
-
-def upload(s3, bucket: str, key: str, text: str) -> dict:
-    put = s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
-    return s3_event(bucket, key, len(text.encode()), put["ETag"].strip('"'))
 
 
 def run(

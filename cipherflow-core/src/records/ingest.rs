@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::RecordsError;
-use super::read::{Format, ReadOptions, Record, read_records, write_rejects};
+use super::read::{Format, ReadOptions, Record, Records, read_records, write_rejects};
 use super::schema::RecordSchema;
 use crate::ledger::{Actor, Kind, Ledger, ObjectRef, Record as LedgerRecord};
 use crate::store::{ObjectKey, ObjectStore, PutMode};
@@ -122,22 +122,68 @@ pub struct IngestLedger<'a> {
     pub step: String,
 }
 
+/// An object [`Ingest::read`] validated, ready for [`Ingest::write`]. Only `read` makes one,
+/// so what `write` stores has been validated.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    records: Records,
+    size: u64,
+}
+
+impl Validated {
+    /// The object's records (and, in reject mode, its rejects).
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// The object's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 impl Ingest<'_> {
     /// Validates `bytes` (the whole object `object`, in `format`), writes the rejects (reject
     /// mode), writes the valid records to the sink, then appends a `landed` record for the
-    /// object to the ledger. A refused object writes nothing anywhere.
+    /// object to the ledger. A refused object writes nothing anywhere. This is
+    /// [`Ingest::read`] then [`Ingest::write`].
     pub async fn object(
         &mut self,
         object: &str,
         bytes: &[u8],
         format: Format,
     ) -> Result<IngestReport, IngestError> {
+        let validated = self.read(object, bytes, format)?;
+        self.write(&validated).await
+    }
+
+    /// Validates `bytes` (the whole object `object`, in `format`) against the schema, in
+    /// reject mode when rejects are kept, within the size limit; writes nothing. A caller
+    /// that must see the records before anything is stored (the HTTP handler stores only
+    /// accepted bodies) validates once here and passes the result to [`Ingest::write`].
+    pub fn read(
+        &self,
+        object: &str,
+        bytes: &[u8],
+        format: Format,
+    ) -> Result<Validated, RecordsError> {
         let options = ReadOptions {
             reject: self.rejects.is_some(),
             max_bytes: self.max_bytes,
         };
         // `read_records` refuses an object over `max_bytes` before parsing it.
         let records = read_records(object, bytes, format, self.schema, &options)?;
+        Ok(Validated {
+            records,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// Writes an object [`Ingest::read`] validated: its rejects (reject mode), its valid
+    /// records to the sink, then a `landed` record for it to the ledger.
+    pub async fn write(&mut self, validated: &Validated) -> Result<IngestReport, IngestError> {
+        let Validated { records, size } = validated;
+        let object = &*records.object;
         let mut report = IngestReport {
             read: (records.records.len() + records.rejects.len()) as u64,
             rejected: records.rejects.len() as u64,
@@ -172,7 +218,7 @@ impl Ingest<'_> {
                 kind: Kind::Landed,
                 time_ms,
                 object: ObjectRef {
-                    size: bytes.len() as u64,
+                    size: *size,
                     sha256: records.sha256,
                     ..ObjectRef::of_bytes(&l.store, &l.bucket, object, b"")
                 },

@@ -37,7 +37,7 @@ mod value;
 pub use error::{Reason, RecordError, RecordsError};
 pub use ingest::{
     Ingest, IngestError, IngestLedger, IngestReport, RecordSink, RejectTarget, SinkError,
-    SinkReport,
+    SinkReport, Validated,
 };
 pub use read::{
     Format, ReadOptions, Record, Records, Rejected, read_records, read_records_from, write_rejects,
