@@ -265,7 +265,7 @@ fn merge_blocks(
                 expected: width,
                 found: nfields,
             };
-            return Err(CdcError::new(pos(&src), kind).into());
+            return Err(CdcError::new(pos(src), kind).into());
         }
         key.0.clear();
         for &(c, ty) in schema.key() {
@@ -278,13 +278,13 @@ fn merge_blocks(
             match parsed {
                 Ok(v) => key.0.push(v),
                 Err(kind) => {
-                    let at = pos(&src).with_column(c, Some(&columns[c]));
+                    let at = pos(src).with_column(c, Some(&columns[c]));
                     return Err(CdcError::new(at, kind).into());
                 }
             }
         }
         if !first && previous >= key {
-            return Err(CdcError::new(pos(&src), CdcErrorKind::Unsorted).into());
+            return Err(CdcError::new(pos(src), CdcErrorKind::Unsorted).into());
         }
         first = false;
         let touched = pending.peek().is_some_and(|(k, _)| **k <= key);
@@ -325,6 +325,8 @@ fn merge_blocks(
         std::mem::swap(&mut key, &mut previous);
     }
     src.flush_run();
+    // The base is done: its last block goes out, and the rows after it in chunks of their own.
+    src.finish();
     for (_, row) in pending {
         if let Some(fields) = row.resolve(None, null) {
             encode_record(fields, &mut scratch);
@@ -745,11 +747,14 @@ impl Blocks {
         self.chunks.send(chunk).map_err(|_| broken())
     }
 
-    /// Hands the last block over (after the end of the merge).
+    /// Hands the block and the pieces so far over, once the base is done (after the end
+    /// of the input, then for each chunk of rows encoded after it).
     fn finish(&mut self) {
         let block = std::mem::take(&mut self.buf);
+        self.len = 0;
         // If the I/O thread is gone, it has the error to report.
         let _ = self.send(block);
+        self.pooled = false;
     }
 
     /// Adds `buf[a..b]` to the output.
@@ -779,10 +784,14 @@ impl Blocks {
         }
     }
 
-    /// Writes and empties `buf`.
+    /// Writes and empties `buf`. Once the base is done (no block), the encoded rows go
+    /// out every [`BLOCK`] bytes.
     fn write(&mut self, buf: &mut Vec<u8>) {
         self.piece_of_encoded(buf);
         buf.clear();
+        if self.buf.is_empty() && self.encoded.len() >= BLOCK {
+            self.finish();
+        }
     }
 
     fn nfields(&self, rec: &Record) -> usize {
