@@ -611,6 +611,17 @@ impl Write for Output {
         }
     }
 
+    /// Vectored: a `BufWriter` passes a large vectored write (`cipherflow merge` writes
+    /// runs of the base this way) straight to the file, without copying it.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write_vectored(bufs),
+            Output::Device(w, _) => w.write_vectored(bufs),
+            Output::File { writer, .. } => writer.write_vectored(bufs),
+            Output::S3 { bytes, .. } => bytes.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),

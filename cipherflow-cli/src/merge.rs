@@ -1,9 +1,9 @@
 //! `cipherflow merge`: the stateless merge of DMS change files onto a sorted base snapshot.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{channel, sync_channel};
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::cli::MergeArgs;
 use crate::error::{Context, Error};
-use crate::{BUF_SIZE, Output, print_json};
+use crate::{Output, print_json};
 
 /// How many threads parse change files: one per core of a small machine. Each may hold a
 /// parsed batch, so more would cost memory for little gain.
@@ -115,12 +115,12 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let base = File::open(&base_path).context(|| format!("reading {base_label}"))?;
     let mut out = Output::create(Some(&args.out))?;
     let out_label = out.label();
-    let (stats, written) = write_behind(&mut out, |writer| {
-        merge_sorted(&state, &base_label, base, writer)
-    });
-    // A failed write stops the merge (its channel closes): report the write, not that.
-    written.context(|| format!("writing {out_label}"))?;
-    let stats = stats.context(|| "merge refused")?;
+    // `merge_sorted` writes from this thread (and merges on another): only the output can
+    // fail with an I/O error (a bad base is a `CdcError`).
+    let stats = match merge_sorted(&state, &base_label, base, &mut out) {
+        Err(CoreError::Io(e)) => Err(e).context(|| format!("writing {out_label}")),
+        merged => merged.context(|| "merge refused"),
+    }?;
     out.commit()?;
     if let Some(out) = reject_out.take() {
         out.commit()?;
@@ -184,90 +184,4 @@ pub(crate) fn read_schema(base: &Path, args: &MergeArgs) -> Result<TableSchema, 
         .map_err(at_header)
         .context(|| "merge refused")?;
     Ok(schema.with_null(args.null_value.clone().into_bytes()))
-}
-
-/// Runs `produce` on a second thread, writing into a [`ChannelWriter`], while this thread
-/// writes the buffers it fills to `out`: the snapshot is produced (read, merged) on one core
-/// while the other makes the write system calls. Returns what `produce` returned and how
-/// writing to `out` went; after a failed write the producer's writes fail too.
-fn write_behind<T: Send>(
-    out: &mut Output,
-    produce: impl FnOnce(&mut ChannelWriter) -> T + Send,
-) -> (T, io::Result<()>) {
-    std::thread::scope(|scope| {
-        let (full_tx, full_rx) = sync_channel::<Vec<u8>>(4);
-        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(8);
-        let producer = scope.spawn(move || {
-            let mut writer = ChannelWriter {
-                buf: Vec::with_capacity(BUF_SIZE),
-                full: full_tx,
-                empty: empty_rx,
-            };
-            let result = produce(&mut writer);
-            // Whatever is left (the producer flushes on success; on error it does not matter).
-            let _ = writer.flush();
-            result
-        });
-        let mut written = Ok(());
-        for buf in &full_rx {
-            if let Err(e) = out.write_all(&buf) {
-                written = Err(e);
-                break;
-            }
-            let _ = empty_tx.try_send(buf);
-        }
-        drop(full_rx);
-        match producer.join() {
-            Ok(result) => (result, written),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
-/// A writer that hands full buffers of [`BUF_SIZE`] bytes to [`write_behind`]'s thread and
-/// reuses the buffers it gives back.
-struct ChannelWriter {
-    buf: Vec<u8>,
-    full: SyncSender<Vec<u8>>,
-    empty: Receiver<Vec<u8>>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        let mut next = self
-            .empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE));
-        next.clear();
-        let full = std::mem::replace(&mut self.buf, next);
-        self.full
-            .send(full)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output failed"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.write_all(data)?;
-        Ok(data.len())
-    }
-
-    fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let n = (BUF_SIZE - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buf.len() == BUF_SIZE {
-                self.send()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.send()
-    }
 }

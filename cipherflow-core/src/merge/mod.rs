@@ -64,55 +64,71 @@ type Group<'a> = Peekable<vec::IntoIter<&'a Change>>;
 type Written = (Arc<OrderKey>, Box<[u8]>);
 
 impl RowState {
-    fn new(columns: usize, change: &Change, order: Arc<OrderKey>) -> RowState {
+    fn new(columns: usize, change: &Change) -> RowState {
+        let order = Arc::new(change.order.clone());
         let mut row = RowState {
             last: (order.clone(), change.op == Op::Delete),
             deleted: None,
             cells: vec![None; columns],
         };
-        row.apply(change, order);
+        row.apply(change, Some(order));
         row
     }
 
     /// Folds a change in. Every field is a maximum, so this commutes and is idempotent.
-    fn apply(&mut self, change: &Change, order: Arc<OrderKey>) {
-        if self.apply_order(change.op, &order) {
+    /// `shared` is the change's ordering key if the caller has already shared it; otherwise
+    /// it is shared (allocated) only when the change wins something.
+    fn apply(&mut self, change: &Change, mut shared: Option<Arc<OrderKey>>) {
+        if self.apply_order(change.op, &change.order, &mut shared) {
             return;
         }
         for (slot, cell) in self.cells.iter_mut().zip(&change.cells) {
             let Cell::Value(bytes) = cell else { continue };
-            if newer(slot, &order, bytes) {
-                *slot = Some((order.clone(), bytes.clone()));
+            if newer(slot, &change.order, bytes) {
+                let order = share(&mut shared, &change.order);
+                match slot {
+                    // The same length (a flag, a date, a number often): no allocation.
+                    Some((old_order, old)) if old.len() == bytes.len() => {
+                        *old_order = order;
+                        old.copy_from_slice(bytes);
+                    }
+                    _ => *slot = Some((order, bytes.clone())),
+                }
             }
         }
     }
 
     /// Folds in `first` and the changes after it to the same key.
     fn fold_group<'a>(&mut self, first: &'a Change, rest: &mut Group<'a>) {
-        self.apply(first, Arc::new(first.order.clone()));
+        self.apply(first, None);
         while let Some(change) = rest.next_if(|c| c.key == first.key) {
-            self.apply(change, Arc::new(change.order.clone()));
+            self.apply(change, None);
         }
     }
 
     /// The row of a key the state does not hold yet: `first` and the changes after it to the
     /// same key, folded.
     fn from_group<'a>(columns: usize, first: &'a Change, rest: &mut Group<'a>) -> (Key, RowState) {
-        let mut row = RowState::new(columns, first, Arc::new(first.order.clone()));
+        let mut row = RowState::new(columns, first);
         while let Some(change) = rest.next_if(|c| c.key == first.key) {
-            row.apply(change, Arc::new(change.order.clone()));
+            row.apply(change, None);
         }
         (first.key.clone(), row)
     }
 
     /// Folds in a change's ordering key; `true` for a delete (which writes no cells).
-    fn apply_order(&mut self, op: Op, order: &Arc<OrderKey>) -> bool {
+    fn apply_order(
+        &mut self,
+        op: Op,
+        order: &OrderKey,
+        shared: &mut Option<Arc<OrderKey>>,
+    ) -> bool {
         let is_delete = op == Op::Delete;
-        if (&**order, is_delete) > (&*self.last.0, self.last.1) {
-            self.last = (order.clone(), is_delete);
+        if (order, is_delete) > (&*self.last.0, self.last.1) {
+            self.last = (share(shared, order), is_delete);
         }
-        if is_delete && self.deleted.as_ref().is_none_or(|d| **order > **d) {
-            self.deleted = Some(order.clone());
+        if is_delete && self.deleted.as_ref().is_none_or(|d| *order > **d) {
+            self.deleted = Some(share(shared, order));
         }
         is_delete
     }
@@ -157,11 +173,18 @@ impl RowState {
 }
 
 /// Whether `(order, bytes)` beats what a column holds.
-fn newer(slot: &Option<Written>, order: &Arc<OrderKey>, bytes: &[u8]) -> bool {
+fn newer(slot: &Option<Written>, order: &OrderKey, bytes: &[u8]) -> bool {
     match slot {
         None => true,
-        Some((old_order, old)) => (&**order, bytes) > (&**old_order, &old[..]),
+        Some((old_order, old)) => (order, bytes) > (&**old_order, &old[..]),
     }
+}
+
+/// The ordering key shared by the cells one change writes, allocated on first use.
+fn share(shared: &mut Option<Arc<OrderKey>>, order: &OrderKey) -> Arc<OrderKey> {
+    shared
+        .get_or_insert_with(|| Arc::new(order.clone()))
+        .clone()
 }
 
 /// The merge state of one table: every key's [`RowState`], tombstones included, and the
@@ -289,12 +312,11 @@ impl MergeState {
     pub fn apply_change(&mut self, change: &Change) {
         let columns = self.schema.columns().len();
         check_width(change, columns);
-        let order = Arc::new(change.order.clone());
         match self.rows.get_mut(&change.key) {
-            Some(row) => row.apply(change, order),
+            Some(row) => row.apply(change, None),
             None => {
                 self.rows
-                    .insert(change.key.clone(), RowState::new(columns, change, order));
+                    .insert(change.key.clone(), RowState::new(columns, change));
             }
         }
     }

@@ -2,7 +2,8 @@
 //! grows with the batch, never with the table, and unchanged base rows are copied as their
 //! raw bytes, never parsed into values and re-encoded.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use smallvec::SmallVec;
 
@@ -35,10 +36,12 @@ pub struct MergeStats {
 /// must strictly increase. On any error `out` holds a partial result: write to a temporary
 /// file and rename it on success.
 ///
-/// Speed: the base is read in large blocks and a record is only split as far as needed. A
+/// Speed: two threads. The calling thread does the I/O: it reads the base ahead in large
+/// blocks and writes what the other thread hands back, with vectored writes straight from
+/// those blocks; the other thread merges. A record is only split as far as needed: a
 /// line without quotes or CR (most lines) is checked with one pass that counts its commas,
-/// and only its key fields are parsed; runs of unchanged lines go to `out` straight from the
-/// block, in one `write_all` each. A line of well-formed quoted fields is split directly
+/// and only its key fields are parsed; runs of unchanged lines are never copied in memory,
+/// only written out from the block they were read into. A line of well-formed quoted fields is split directly
 /// (`split_quoted`); other records (CR line ends, blank lines, multi-line or malformed
 /// quoting, a last line without LF) go through `csv_core`, the parser of the `csv` crate,
 /// exactly as the change-file reader parses them.
@@ -46,16 +49,158 @@ pub fn merge_sorted(
     state: &MergeState,
     base_object: &str,
     base: impl Read,
+    out: impl Write,
+) -> Result<MergeStats, crate::Error> {
+    merge_in_blocks(state, base_object, base, out, (BLOCK, RESERVE))
+}
+
+/// [`merge_sorted`] with blocks of `sizes.0` bytes after `sizes.1` reserved ones (small in
+/// tests, so that records straddle blocks and outgrow the reserve).
+fn merge_in_blocks(
+    state: &MergeState,
+    base_object: &str,
+    base: impl Read,
+    out: impl Write,
+    sizes: (usize, usize),
+) -> Result<MergeStats, crate::Error> {
+    let (chunks_tx, chunks) = sync_channel(BUFFERS);
+    let (filled_tx, filled) = channel();
+    std::thread::scope(|scope| {
+        let merger = scope.spawn(move || {
+            let mut src = Blocks::new(filled, chunks_tx, sizes.1);
+            let result = merge_blocks(state, base_object, &mut src);
+            if result.is_ok() {
+                src.finish();
+            }
+            result
+        });
+        let written = io_loop(base, out, sizes, &filled_tx, &chunks);
+        // Stops the merger if the output failed: its next block or chunk finds no one.
+        drop((filled_tx, chunks));
+        let merged = match merger.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        // A failed write stops the merge (with a broken pipe): report the write.
+        written?;
+        merged
+    })
+}
+
+/// The I/O side of [`merge_sorted`]: reads the base into free buffers and hands them to the
+/// merger, writes the chunks it hands back and reuses their buffers; ends when the merger
+/// is done (or at a write error). Reads never run more than [`BUFFERS`] blocks ahead.
+fn io_loop(
+    mut base: impl Read,
     mut out: impl Write,
+    (block, reserve): (usize, usize),
+    filled: &Sender<Filled>,
+    chunks: &Receiver<Chunk>,
+) -> io::Result<()> {
+    let mut free: Vec<Vec<u8>> = (0..BUFFERS).map(|_| Vec::new()).collect();
+    let mut eof = false;
+    loop {
+        while !eof && let Some(buf) = free.pop() {
+            let block = read_block(&mut base, buf, block, reserve);
+            eof = !matches!(block, Filled::Data(_));
+            if filled.send(block).is_err() {
+                eof = true;
+            }
+        }
+        let Ok(chunk) = chunks.recv() else { break };
+        write_chunk(&mut out, &chunk)?;
+        // Only the pool's blocks go back to it (one grown for a long record is freed).
+        if chunk.pooled {
+            free.push(chunk.block);
+        }
+    }
+    out.flush()
+}
+
+/// Reads up to `block` bytes (fewer only at the end) into `buf` after `reserve` bytes.
+fn read_block(base: &mut impl Read, mut buf: Vec<u8>, block: usize, reserve: usize) -> Filled {
+    buf.resize(reserve + block, 0);
+    let mut len = reserve;
+    while len < buf.len() {
+        match base.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The data read so far first; the error comes again with the next read.
+            Err(_) if len > reserve => break,
+            Err(e) => return Filled::Error(e),
+        }
+    }
+    if len == reserve {
+        return Filled::End;
+    }
+    buf.truncate(len);
+    Filled::Data(buf)
+}
+
+/// Writes a chunk's pieces in order, with vectored writes.
+fn write_chunk(out: &mut impl Write, chunk: &Chunk) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunk
+        .pieces
+        .iter()
+        .map(|piece| {
+            IoSlice::new(match *piece {
+                Piece::Base(a, b) => &chunk.block[a..b],
+                Piece::Encoded(a, b) => &chunk.encoded[a..b],
+            })
+        })
+        .collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        let n = slices.len().min(1024);
+        match out.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A block of the base for the merger: the data after [`RESERVE`] bytes, or the end, or a
+/// read error (after the data before it).
+enum Filled {
+    Data(Vec<u8>),
+    End,
+    Error(io::Error),
+}
+
+/// What the merger hands back to be written: pieces of a block it is done with, and of the
+/// rows it encoded meanwhile, in output order.
+struct Chunk {
+    block: Vec<u8>,
+    /// Whether `block` is one of the I/O thread's [`BUFFERS`] (else grown, or none).
+    pooled: bool,
+    encoded: Vec<u8>,
+    pieces: Vec<Piece>,
+}
+
+/// A range of [`Chunk::block`] or of [`Chunk::encoded`].
+#[derive(Clone, Copy)]
+enum Piece {
+    Base(usize, usize),
+    Encoded(usize, usize),
+}
+
+/// The merge itself, on the merger thread.
+fn merge_blocks(
+    state: &MergeState,
+    base_object: &str,
+    src: &mut Blocks,
 ) -> Result<MergeStats, crate::Error> {
     let schema = state.schema();
     let columns = schema.columns();
     let null = schema.null();
-    let mut src = Blocks::new(base);
     let mut stats = MergeStats::default();
     let mut scratch = Vec::with_capacity(1 << 12);
 
-    let header = match src.next_record(&mut out, &mut stats)? {
+    let header = match src.next_record()? {
         Some(rec) => rec,
         None => {
             let pos = src.position(base_object);
@@ -89,7 +234,7 @@ pub fn merge_sorted(
     }
     src.skip(&header);
     encode_record(columns.iter().map(|c| c.as_bytes()), &mut scratch);
-    write(&mut out, &mut scratch, &mut stats)?;
+    src.write(&mut scratch);
     // What a copied base row gets appended: a null per column the base lacks.
     let mut padding = Vec::new();
     if width < columns.len() {
@@ -107,20 +252,20 @@ pub fn merge_sorted(
     let mut previous = Key(SmallVec::with_capacity(schema.key().len()));
     let mut first = true;
     loop {
-        let Some(rec) = src.next_record(&mut out, &mut stats)? else {
+        let Some(rec) = src.next_record()? else {
             if let Some(e) = src.read_error.take() {
                 return Err(read_err(src.position(base_object), &e).into());
             }
             break;
         };
-        let pos = |src: &Blocks<_>| src.position(base_object);
+        let pos = |src: &Blocks| src.position(base_object);
         let nfields = src.nfields(&rec);
         if nfields != width {
             let kind = CdcErrorKind::ColumnCount {
                 expected: width,
                 found: nfields,
             };
-            return Err(CdcError::new(pos(&src), kind).into());
+            return Err(CdcError::new(pos(src), kind).into());
         }
         key.0.clear();
         for &(c, ty) in schema.key() {
@@ -133,20 +278,20 @@ pub fn merge_sorted(
             match parsed {
                 Ok(v) => key.0.push(v),
                 Err(kind) => {
-                    let at = pos(&src).with_column(c, Some(&columns[c]));
+                    let at = pos(src).with_column(c, Some(&columns[c]));
                     return Err(CdcError::new(at, kind).into());
                 }
             }
         }
         if !first && previous >= key {
-            return Err(CdcError::new(pos(&src), CdcErrorKind::Unsorted).into());
+            return Err(CdcError::new(pos(src), CdcErrorKind::Unsorted).into());
         }
         first = false;
         let touched = pending.peek().is_some_and(|(k, _)| **k <= key);
         if touched {
             // Everything up to this record goes out first, then the inserted rows before
             // it, then the record itself, changed or not.
-            src.flush_run_to(&rec, &mut out, &mut stats)?;
+            src.flush_run_to(&rec);
             while let Some((_, row)) = pending.next_if(|(k, _)| **k < key) {
                 if let Some(fields) = row.resolve(None, null) {
                     encode_record(fields, &mut scratch);
@@ -167,44 +312,46 @@ pub fn merge_sorted(
                     src.skip(&rec);
                 }
                 None => {
-                    write(&mut out, &mut scratch, &mut stats)?;
+                    src.write(&mut scratch);
                     stats.copied += 1;
-                    src.keep(&rec, &padding, &mut out, &mut stats)?;
+                    src.keep(&rec, &padding);
                 }
             }
-            write(&mut out, &mut scratch, &mut stats)?;
+            src.write(&mut scratch);
         } else {
             stats.copied += 1;
-            src.keep(&rec, &padding, &mut out, &mut stats)?;
+            src.keep(&rec, &padding);
         }
         std::mem::swap(&mut key, &mut previous);
     }
-    src.flush_run(&mut out, &mut stats)?;
+    src.flush_run();
+    // The base is done: its last block goes out, and the rows after it in chunks of their own.
+    src.finish();
     for (_, row) in pending {
         if let Some(fields) = row.resolve(None, null) {
             encode_record(fields, &mut scratch);
             stats.inserted += 1;
         }
         if scratch.len() >= 1 << 16 {
-            write(&mut out, &mut scratch, &mut stats)?;
+            src.write(&mut scratch);
         }
     }
-    write(&mut out, &mut scratch, &mut stats)?;
-    out.flush()?;
+    src.write(&mut scratch);
     stats.rows = stats.copied + stats.updated + stats.inserted;
+    stats.bytes = src.bytes;
     Ok(stats)
+}
+
+/// The other side of the merge is gone (it failed, and reports why).
+fn broken() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the merge's other thread stopped",
+    )
 }
 
 fn read_err(pos: Position, e: &io::Error) -> CdcError {
     CdcError::new(pos, CdcErrorKind::Read(e.to_string()))
-}
-
-/// Writes and empties `buf`, counting its bytes.
-fn write(out: &mut impl Write, buf: &mut Vec<u8>, stats: &mut MergeStats) -> io::Result<()> {
-    out.write_all(buf)?;
-    stats.bytes += buf.len() as u64;
-    buf.clear();
-    Ok(())
 }
 
 /// One pass over a line: its number of commas, and whether it holds a quote or a CR (and so
@@ -322,12 +469,26 @@ struct Record {
 
 /// The base, read in large blocks, handed out one record at a time.
 ///
-/// Unchanged verbatim records are not copied one by one: `buf[run_start..]` up to the
-/// current record is a run of them, written in one piece when something else must be
+/// Unchanged verbatim records are not copied: `buf[run_start..]` up to the current record
+/// is a run of them, which becomes one piece of the output when something else must be
 /// written (a changed row, a record whose line end is normalised) or before the block
-/// moves. So `run_start` is at most the current record's `begin`.
-struct Blocks<R> {
-    input: R,
+/// moves. So `run_start` is at most the current record's `begin`. When the block moves, the
+/// part of a record it ends with is copied in front of the next block's data (into its
+/// [`RESERVE`] bytes, or a grown block), and the block goes to the I/O thread with its pieces.
+struct Blocks {
+    /// Bytes of output so far.
+    bytes: u64,
+    /// The bytes before each block's data ([`RESERVE`]).
+    reserve: usize,
+    /// Whether `buf` is one of the I/O thread's blocks.
+    pooled: bool,
+    /// Blocks of the base, from the I/O thread.
+    filled: Receiver<Filled>,
+    /// Chunks to write, to the I/O thread.
+    chunks: SyncSender<Chunk>,
+    /// The pieces of the output since the block was taken, and the encoded rows they name.
+    pieces: Vec<Piece>,
+    encoded: Vec<u8>,
     buf: Vec<u8>,
     /// Valid bytes are `buf[..len]`.
     len: usize,
@@ -335,7 +496,8 @@ struct Blocks<R> {
     run_start: usize,
     /// The end of the last record handed out.
     consumed: usize,
-    /// Byte offset in the base of `buf[0]`.
+    /// Byte offset in the base of `buf[0]` (wrapping: the first block's data starts at
+    /// `RESERVE`).
     offset: u64,
     core: csv_core::Reader,
     fields: Vec<u8>,
@@ -352,14 +514,25 @@ struct Blocks<R> {
     read_error: Option<io::Error>,
 }
 
-/// The block size; a record longer than this grows the block.
+/// The block size.
 const BLOCK: usize = 1 << 20;
+/// Bytes kept free before each block's data, for the end of a record the block before ended
+/// with (a longer one is copied into a grown block).
+const RESERVE: usize = 1 << 12;
+/// Blocks in use at once: being read, merged or written.
+const BUFFERS: usize = 3;
 
-impl<R: Read> Blocks<R> {
-    fn new(input: R) -> Blocks<R> {
+impl Blocks {
+    fn new(filled: Receiver<Filled>, chunks: SyncSender<Chunk>, reserve: usize) -> Blocks {
         Blocks {
-            input,
-            buf: vec![0; BLOCK],
+            reserve,
+            pooled: false,
+            bytes: 0,
+            filled,
+            chunks,
+            pieces: Vec::new(),
+            encoded: Vec::new(),
+            buf: Vec::new(),
             len: 0,
             eof: false,
             run_start: 0,
@@ -379,12 +552,8 @@ impl<R: Read> Blocks<R> {
     }
 
     /// The next record, or `None` at the end of the input or at a read error (then kept in
-    /// `read_error`). Before the block moves, the pending run is written to `out`.
-    fn next_record(
-        &mut self,
-        out: &mut impl Write,
-        stats: &mut MergeStats,
-    ) -> io::Result<Option<Record>> {
+    /// `read_error`). Before the block moves, the pending run is written.
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
         loop {
             let rest = &self.buf[self.consumed..self.len];
             if let Some(nl) = memchr::memchr(b'\n', rest) {
@@ -409,7 +578,7 @@ impl<R: Read> Blocks<R> {
                     self.record += 1;
                     self.line = self.next_line;
                     self.next_line += 1;
-                    self.record_byte = self.offset + start as u64;
+                    self.record_byte = self.offset.wrapping_add(start as u64);
                     return Ok(Some(Record {
                         begin: start,
                         start,
@@ -420,7 +589,7 @@ impl<R: Read> Blocks<R> {
                     }));
                 }
             } else if !self.eof {
-                if !self.refill(out, stats)? {
+                if !self.refill()? {
                     return Ok(None);
                 }
                 continue;
@@ -428,7 +597,7 @@ impl<R: Read> Blocks<R> {
             match self.parse_with_core() {
                 Some(rec) => return Ok(rec),
                 None => {
-                    if !self.refill(out, stats)? {
+                    if !self.refill()? {
                         return Ok(None);
                     }
                 }
@@ -499,7 +668,7 @@ impl<R: Read> Blocks<R> {
         self.record += 1;
         self.line = self.next_line + newlines(&raw[..lead]);
         self.next_line += newlines(raw);
-        self.record_byte = self.offset + (begin + lead) as u64;
+        self.record_byte = self.offset.wrapping_add((begin + lead) as u64);
         self.consumed = begin + nin;
         Record {
             begin,
@@ -511,37 +680,117 @@ impl<R: Read> Blocks<R> {
         }
     }
 
-    /// Writes the run, moves the rest of the block to its front and reads more; `false` at
-    /// a read error (kept in `read_error`). Sets `eof` at the end of the input.
-    fn refill(&mut self, out: &mut impl Write, stats: &mut MergeStats) -> io::Result<bool> {
-        let run = &self.buf[self.run_start..self.consumed];
-        out.write_all(run)?;
-        stats.bytes += run.len() as u64;
-        let keep = self.consumed;
-        self.buf.copy_within(keep..self.len, 0);
-        self.len -= keep;
-        self.offset += keep as u64;
-        self.consumed = 0;
-        self.run_start = 0;
-        if self.len == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0);
-        }
-        loop {
-            match self.input.read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.len += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.read_error = Some(e);
-                    return Ok(false);
-                }
+    /// Writes the run, takes the next block with the rest of this one in front of it and
+    /// hands this one over to be written; `false` at a read error (kept in `read_error`).
+    /// Sets `eof` at the end of the input.
+    fn refill(&mut self) -> io::Result<bool> {
+        let (run_start, consumed) = (self.run_start, self.consumed);
+        self.piece_of_base(run_start, consumed);
+        self.run_start = consumed;
+        let next = match self.filled.recv() {
+            Ok(Filled::Data(next)) => next,
+            Ok(Filled::End) => {
+                self.eof = true;
+                return Ok(true);
             }
+            Ok(Filled::Error(e)) => {
+                self.read_error = Some(e);
+                return Ok(false);
+            }
+            Err(_) => return Err(broken()),
+        };
+        let rest = &self.buf[consumed..self.len];
+        let reserve = self.reserve;
+        let (block, start, spare) = if rest.len() <= reserve {
+            let mut next = next;
+            let start = reserve - rest.len();
+            next[start..reserve].copy_from_slice(rest);
+            (next, start, None)
+        } else {
+            // A record longer than the reserve: one grown block holds it all.
+            let mut grown = Vec::with_capacity(rest.len() + next.len() - reserve);
+            grown.extend_from_slice(rest);
+            grown.extend_from_slice(&next[reserve..]);
+            (grown, 0, Some(next))
+        };
+        self.offset = self
+            .offset
+            .wrapping_add(consumed as u64)
+            .wrapping_sub(start as u64);
+        let old = std::mem::replace(&mut self.buf, block);
+        self.len = self.buf.len();
+        self.consumed = start;
+        self.run_start = start;
+        self.send(old)?;
+        self.pooled = spare.is_none();
+        if let Some(spare) = spare {
+            // Back to the pool, with nothing to write.
+            let chunk = Chunk {
+                block: spare,
+                pooled: true,
+                encoded: Vec::new(),
+                pieces: Vec::new(),
+            };
+            self.chunks.send(chunk).map_err(|_| broken())?;
+        }
+        Ok(true)
+    }
+
+    /// Hands `block` and the pieces so far over to be written.
+    fn send(&mut self, block: Vec<u8>) -> io::Result<()> {
+        let chunk = Chunk {
+            block,
+            pooled: self.pooled,
+            encoded: std::mem::take(&mut self.encoded),
+            pieces: std::mem::take(&mut self.pieces),
+        };
+        self.chunks.send(chunk).map_err(|_| broken())
+    }
+
+    /// Hands the block and the pieces so far over, once the base is done (after the end
+    /// of the input, then for each chunk of rows encoded after it).
+    fn finish(&mut self) {
+        let block = std::mem::take(&mut self.buf);
+        self.len = 0;
+        // If the I/O thread is gone, it has the error to report.
+        let _ = self.send(block);
+        self.pooled = false;
+    }
+
+    /// Adds `buf[a..b]` to the output.
+    fn piece_of_base(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        self.bytes += (b - a) as u64;
+        match self.pieces.last_mut() {
+            Some(Piece::Base(_, end)) if *end == a => *end = b,
+            _ => self.pieces.push(Piece::Base(a, b)),
+        }
+    }
+
+    /// Adds `bytes` to the output (after copying them).
+    fn piece_of_encoded(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.bytes += bytes.len() as u64;
+        let a = self.encoded.len();
+        self.encoded.extend_from_slice(bytes);
+        let b = self.encoded.len();
+        match self.pieces.last_mut() {
+            Some(Piece::Encoded(_, end)) if *end == a => *end = b,
+            _ => self.pieces.push(Piece::Encoded(a, b)),
+        }
+    }
+
+    /// Writes and empties `buf`. Once the base is done (no block), the encoded rows go
+    /// out every [`BLOCK`] bytes.
+    fn write(&mut self, buf: &mut Vec<u8>) {
+        self.piece_of_encoded(buf);
+        buf.clear();
+        if self.buf.is_empty() && self.encoded.len() >= BLOCK {
+            self.finish();
         }
     }
 
@@ -588,24 +837,15 @@ impl<R: Read> Blocks<R> {
     /// Keeps the record unchanged, followed by `padding` (the nulls of columns the base
     /// predates; usually none). A verbatim record without padding just joins the run;
     /// otherwise the run is written, then the record's bytes, the padding and an LF.
-    fn keep(
-        &mut self,
-        rec: &Record,
-        padding: &[u8],
-        out: &mut impl Write,
-        stats: &mut MergeStats,
-    ) -> io::Result<()> {
+    fn keep(&mut self, rec: &Record, padding: &[u8]) {
         if rec.verbatim && padding.is_empty() {
-            return Ok(());
+            return;
         }
-        self.flush_run_to(rec, out, stats)?;
-        let bytes = &self.buf[rec.start..rec.end];
-        out.write_all(bytes)?;
-        out.write_all(padding)?;
-        out.write_all(b"\n")?;
-        stats.bytes += (bytes.len() + padding.len()) as u64 + 1;
+        self.flush_run_to(rec);
+        self.piece_of_base(rec.start, rec.end);
+        self.piece_of_encoded(padding);
+        self.piece_of_encoded(b"\n");
         self.run_start = rec.next;
-        Ok(())
     }
 
     /// Drops the record (replaced or deleted, or the header); the run must be written.
@@ -614,26 +854,15 @@ impl<R: Read> Blocks<R> {
     }
 
     /// Writes the run up to the record (excluding any blank lines before it).
-    fn flush_run_to(
-        &mut self,
-        rec: &Record,
-        out: &mut impl Write,
-        stats: &mut MergeStats,
-    ) -> io::Result<()> {
-        let run = &self.buf[self.run_start..rec.begin];
-        out.write_all(run)?;
-        stats.bytes += run.len() as u64;
+    fn flush_run_to(&mut self, rec: &Record) {
+        self.piece_of_base(self.run_start, rec.begin);
         self.run_start = rec.begin;
-        Ok(())
     }
 
     /// Writes the run up to the last record handed out.
-    fn flush_run(&mut self, out: &mut impl Write, stats: &mut MergeStats) -> io::Result<()> {
-        let run = &self.buf[self.run_start..self.consumed];
-        out.write_all(run)?;
-        stats.bytes += run.len() as u64;
+    fn flush_run(&mut self) {
+        self.piece_of_base(self.run_start, self.consumed);
         self.run_start = self.consumed;
-        Ok(())
     }
 
     fn position(&self, object: &str) -> Position {
@@ -821,6 +1050,8 @@ mod tests {
                 0..40),
             changes in proptest::collection::vec((0u8..3, 0i64..60, 0u8..3), 0..10),
             header in proptest::sample::select(vec!["id,v", "id,v,w", "\u{feff}id,v", "id"]),
+            block in 1u8..12,
+            reserve in 0u8..6,
         ) {
             // Mostly valid bases (increasing keys, quoted or not, every kind of line end),
             // with now and then a field of random bytes, a blank line or a step back.
@@ -852,9 +1083,10 @@ mod tests {
                 text.push_str(&format!("{},{id},{}\n", ["I", "U", "D"][*op as usize], ["x", "\"y,\"", ""][*v as usize]));
             }
             let state = state(text.as_bytes());
-            // Tiny reads: records straddle the block's refills.
+            // Tiny reads and blocks: records straddle blocks, and outgrow the reserve.
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            let ours = merge_sorted(&state, "b.csv", Trickle(&base[..]), &mut a);
+            let sizes = (usize::from(block), usize::from(reserve));
+            let ours = merge_in_blocks(&state, "b.csv", Trickle(&base[..]), &mut a, sizes);
             let theirs = reference_merge(&state, "b.csv", &base[..], &mut b);
             match (ours, theirs) {
                 (Ok(x), Ok(y)) => {
