@@ -838,3 +838,53 @@ pub fn write_rejects<'a>(
     }
     out.write_all(&buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `split_fields` (on text serde_json accepted) does what `ObjectVisitor` does: the same
+    /// slots and the same reasons, in the same order.
+    #[test]
+    fn split_fields_agrees_with_the_serde_json_visitor() {
+        let schema = RecordSchema::from_toml(
+            "name = \"t\"\nkey = [\"a\"]\n[columns.a]\ntype = \"string\"\n\
+             [columns.b]\ntype = \"int64\"\nnullable = true\n\
+             [columns.c]\ntype = \"decimal\"\nnullable = true\n",
+        )
+        .expect("schema");
+        let texts = [
+            r#"{"a": "x", "b": 1, "c": 2.5}"#,
+            r#"{"c":2.5,"b":1,"a":"x"}"#,
+            r#" { "a" : "x\"}" , "z" : {"a": [1, "]"]}, "b": [ ], "a": 3, "c": null } "#,
+            r#"{"a\u0062": 1, "\u0061": "y", "b": -1e3, "q": true, "c": "7"}"#,
+            r#"{}"#,
+            "{\"a\":\t\"\\\\\",\r\n\"b\":false}",
+        ];
+        for text in texts {
+            serde_json::from_str::<IgnoredAny>(text).expect("well-formed");
+            let n = schema.columns().len();
+            let (mut fast_slots, mut fast_reasons) = (vec![None; n], Vec::new());
+            assert!(split_fields(
+                &schema,
+                &mut fast_slots,
+                &mut fast_reasons,
+                text
+            ));
+            let (mut slots, mut reasons) = (vec![None; n], Vec::new());
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_map(ObjectVisitor {
+                schema: &schema,
+                slots: &mut slots,
+                reasons: &mut reasons,
+            })
+            .expect("parses");
+            assert_eq!(fast_slots, slots, "{text}");
+            assert_eq!(fast_reasons, reasons, "{text}");
+        }
+        // A key whose escape is not a string (a lone surrogate) is left to serde_json.
+        let text = r#"{"\ud800": 1}"#;
+        let mut slots = vec![None; 3];
+        assert!(!split_fields(&schema, &mut slots, &mut Vec::new(), text));
+    }
+}
