@@ -637,7 +637,7 @@ fn attribute_type(ty: ColumnType) -> &'static str {
 fn attribute(value: &Value, key: bool) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
-        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::String(s) => AttributeValue::S(s.to_string()),
         Value::Int64(v) => AttributeValue::N(v.to_string()),
         Value::Decimal(d) => AttributeValue::N(d.to_string()),
         Value::Timestamp(t) if key => AttributeValue::S(t.utc_text()),
@@ -778,7 +778,7 @@ fn check_limits(
             }
             if plan.key.contains(&i) {
                 let text = match value {
-                    Value::String(s) => s.clone(),
+                    Value::String(s) => s.to_string(),
                     Value::Timestamp(t) => t.utc_text(),
                     _ => continue,
                 };
@@ -1386,7 +1386,7 @@ mod tests {
         );
         assert_eq!(attribute(&Value::Null, false), AttributeValue::Null(true));
         assert_eq!(
-            attribute(&Value::String(String::new()), false),
+            attribute(&Value::String("".into()), false),
             AttributeValue::S(String::new())
         );
     }

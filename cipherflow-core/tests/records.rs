@@ -951,11 +951,11 @@ proptest! {
         for ((g, ra), rb) in records.iter().zip(&a.records).zip(&b.records) {
             prop_assert_eq!(&ra.values, &rb.values);
             prop_assert_eq!(&ra.values[0], &Value::Int64(g.id));
-            prop_assert_eq!(&ra.values[1], &Value::String(g.name.clone()));
+            prop_assert_eq!(&ra.values[1], &Value::String(g.name.as_str().into()));
             prop_assert_eq!(&ra.values[3], &Value::Decimal(g.amount.as_str().into()));
             prop_assert_eq!(ra.values[4].cell_text(), g.at.as_str());
             prop_assert_eq!(&ra.values[5], &Value::Bool(g.active));
-            let note = g.note.clone().map_or(Value::Null, Value::String);
+            let note = g.note.as_deref().map_or(Value::Null, |n| Value::String(n.into()));
             prop_assert_eq!(&ra.values[6], &note);
             prop_assert_eq!(&ra.values[7], &g.qty.map_or(Value::Null, Value::Int64));
         }

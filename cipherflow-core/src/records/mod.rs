@@ -28,12 +28,15 @@
 
 mod error;
 mod ingest;
+mod json;
 mod read;
 mod schema;
 mod sink;
 mod validate;
 mod value;
 
+/// The string type of [`Value::String`] and [`Value::Decimal`].
+pub use compact_str::CompactString;
 pub use error::{Reason, RecordError, RecordsError};
 pub use ingest::{
     Ingest, IngestError, IngestLedger, IngestReport, RecordSink, RejectTarget, SinkError,

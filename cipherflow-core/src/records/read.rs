@@ -3,8 +3,9 @@
 //! default a file with any bad record is refused whole; in reject mode the good records come
 //! back with the bad ones, verbatim, and their reasons.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::error::{Reason, RecordError, RecordsError};
+use super::json;
 use super::schema::{Extra, RecordSchema};
 use super::validate::{json_field, null, text_field};
 use super::value::{DecimalRef, Value};
@@ -278,18 +280,36 @@ impl Collector<'_> {
         fn parts<'r>(key: &[usize], r: &'r Record) -> Vec<KeyPart<'r>> {
             key.iter().map(|&i| KeyPart::of(&r.values[i])).collect()
         }
+        // Hashes only sort keys into candidate groups, which are then compared in full, so a
+        // collision costs time, never correctness; the seed is random per process, so that no
+        // input can be made to collide on purpose.
+        let state = foldhash::fast::RandomState::default();
         let mut hashes: Vec<(u64, usize)> = self
             .records
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let mut h = FxHasher(0);
+                let mut h = state.build_hasher();
                 for &k in key {
                     KeyPart::of(&r.values[k]).hash(&mut h);
                 }
                 (h.finish(), i)
             })
             .collect();
+        // Most files have no repeated key: a set finds the hashes seen twice without sorting
+        // them all, and only the records with such a hash are sorted and compared in full.
+        let mut seen: HashSet<u64, BuildHasherDefault<Identity>> =
+            HashSet::with_capacity_and_hasher(hashes.len(), Default::default());
+        let mut repeated: HashSet<u64, BuildHasherDefault<Identity>> = HashSet::default();
+        for &(h, _) in &hashes {
+            if !seen.insert(h) {
+                repeated.insert(h);
+            }
+        }
+        if repeated.is_empty() {
+            return;
+        }
+        hashes.retain(|(h, _)| repeated.contains(h));
         hashes.sort_unstable();
         // For each duplicate: the index of another record with its key.
         let mut other: Vec<(usize, u64)> = Vec::new();
@@ -346,31 +366,19 @@ impl Collector<'_> {
     }
 }
 
-/// A fast, non-cryptographic hasher (the rustc "Fx" mix): only sorts keys into candidate
-/// groups, which are then compared in full, so collisions cost time, never correctness.
-struct FxHasher(u64);
+/// A hasher for values that are already hashes (by foldhash, which mixes every bit).
+#[derive(Default)]
+struct Identity(u64);
 
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
+impl Hasher for Identity {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 hashes are hashed again")
     }
     fn write_u64(&mut self, v: u64) {
-        self.add(v);
+        self.0 = v;
     }
     fn finish(&self) -> u64 {
         self.0
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
@@ -479,14 +487,33 @@ fn json_found(text: &str) -> &'static str {
     }
 }
 
-/// Parses and validates one JSON record's text. Syntax errors become a `Malformed` reason.
+/// Validates one JSON record's text. `checked`: serde_json has already accepted the text as
+/// JSON (an element of an array it parsed). Syntax errors become a `Malformed` reason.
 fn json_record<'de>(
     c: &mut Collector<'_>,
     slots: &mut Vec<Option<&'de str>>,
     text: &'de str,
+    checked: bool,
 ) -> Vec<Value> {
     slots.clear();
     slots.resize(c.schema.columns().len(), None);
+    let schema = c.schema;
+    let check = |i: usize, raw: &str, reasons: &mut Vec<Reason>| {
+        json_field(&schema.columns()[i], raw, reasons)
+    };
+    // Well-formed JSON (serde_json says so, once) is split by `json::Fields`; anything else
+    // takes the full serde_json parse below, whose error messages are the reasons.
+    if text.trim_start().starts_with('{')
+        && (checked || serde_json::from_str::<IgnoredAny>(text).is_ok())
+    {
+        let before = c.reasons.len();
+        if split_fields(schema, slots, &mut c.reasons, text) {
+            return c.fields(slots, check);
+        }
+        c.reasons.truncate(before);
+        slots.clear();
+        slots.resize(schema.columns().len(), None);
+    }
     if !text.trim_start().starts_with('{') {
         let reason = match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => Reason::NotAnObject {
@@ -500,7 +527,7 @@ fn json_record<'de>(
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = de
         .deserialize_map(ObjectVisitor {
-            schema: c.schema,
+            schema,
             slots,
             reasons: &mut c.reasons,
         })
@@ -509,14 +536,54 @@ fn json_record<'de>(
         c.reasons.push((None, Reason::Malformed(e.to_string())));
         return Vec::new();
     }
-    let schema = c.schema;
-    c.fields(slots, |i, raw, reasons| {
-        json_field(&schema.columns()[i], raw, reasons)
-    })
+    c.fields(slots, check)
 }
 
-/// Collects the raw elements of a JSON array, keeping those read before a syntax error.
-struct Elements<'a, 'de>(&'a mut Vec<&'de RawValue>);
+/// What [`ObjectVisitor`] does, on an object serde_json has accepted: each known field's raw
+/// value into its slot; unknown and repeated fields become reasons. `false` when a key's
+/// escapes do not decode to a string (a lone surrogate), for [`ObjectVisitor`] to report.
+fn split_fields<'de>(
+    schema: &RecordSchema,
+    slots: &mut [Option<&'de str>],
+    reasons: &mut Vec<(Option<String>, Reason)>,
+    text: &'de str,
+) -> bool {
+    let columns = schema.columns();
+    // Fields usually come in column order: try the column after the last one found first.
+    let mut next = 0;
+    for (key, value) in json::Fields::of(text) {
+        let name: std::borrow::Cow<'_, str> = if key.contains('\\') {
+            match serde_json::from_str::<String>(key) {
+                Ok(name) => name.into(),
+                Err(_) => return false,
+            }
+        } else {
+            key[1..key.len() - 1].into()
+        };
+        let found = if columns.get(next).is_some_and(|c| c.name() == name) {
+            Some(next)
+        } else {
+            columns.iter().position(|c| c.name() == name)
+        };
+        match found {
+            Some(i) if slots[i].is_none() => {
+                slots[i] = Some(value);
+                next = i + 1;
+            }
+            Some(_) => reasons.push((Some(name.into_owned()), Reason::DuplicateField)),
+            None => {
+                if schema.extra() == Extra::Error {
+                    reasons.push((Some(name.into_owned()), Reason::Unknown));
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Calls `each` on every raw element of a JSON array as it is read (those read before a
+/// syntax error included).
+struct Elements<'a, 'de>(&'a mut dyn FnMut(&'de RawValue));
 
 impl<'de> DeserializeSeed<'de> for Elements<'_, 'de> {
     type Value = ();
@@ -532,7 +599,7 @@ impl<'de> Visitor<'de> for Elements<'_, 'de> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(v) = seq.next_element::<&'de RawValue>()? {
-            self.0.push(v);
+            (self.0)(v);
         }
         Ok(())
     }
@@ -542,7 +609,7 @@ fn malformed_at(c: &mut Collector<'_>, e: &serde_json::Error) {
     c.file_error(e.line() as u64, None, Reason::Malformed(e.to_string()));
 }
 
-fn read_json(c: &mut Collector<'_>, body: &[u8]) {
+fn read_json<'de>(c: &mut Collector<'_>, body: &'de [u8]) {
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
         Err(e) => {
@@ -560,20 +627,15 @@ fn read_json(c: &mut Collector<'_>, body: &[u8]) {
     if first == Some(b'{') {
         let lead = text.len() - text.trim_start().len();
         let line = 1 + text[..lead].matches('\n').count() as u64;
-        let values = json_record(c, &mut slots, text);
+        let values = json_record(c, &mut slots, text, false);
         return c.finish(1, line, text.trim().as_bytes(), values);
     }
     if first != Some(b'[') {
         let reason = Reason::Malformed("expected a JSON array of records, or one record".into());
         return c.file_error(1, None, reason);
     }
-    let mut elements = Vec::new();
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Elements(&mut elements)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    let (mut offset, mut line) = (0usize, 1u64);
-    for (i, raw) in elements.into_iter().enumerate() {
+    let (mut offset, mut line, mut index) = (0usize, 1u64, 0u64);
+    let mut each = |raw: &'de RawValue| {
         let raw = raw.get();
         let start = raw.as_ptr() as usize - text.as_ptr() as usize;
         line += text.as_bytes()[offset..start]
@@ -581,9 +643,14 @@ fn read_json(c: &mut Collector<'_>, body: &[u8]) {
             .filter(|&&b| b == b'\n')
             .count() as u64;
         offset = start;
-        let values = json_record(c, &mut slots, raw);
-        c.finish(i as u64 + 1, line, raw.as_bytes(), values);
-    }
+        index += 1;
+        let values = json_record(c, &mut slots, raw, true);
+        c.finish(index, line, raw.as_bytes(), values);
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Elements(&mut each)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
     if let Err(e) = parsed {
         malformed_at(c, &e);
     }
@@ -601,7 +668,7 @@ fn read_json_lines(c: &mut Collector<'_>, body: &[u8]) {
         let number = n as u64 + 1;
         match std::str::from_utf8(line) {
             Ok(text) => {
-                let values = json_record(c, &mut slots, text);
+                let values = json_record(c, &mut slots, text, false);
                 c.finish(index, number, line, values);
             }
             Err(e) => {
@@ -770,4 +837,54 @@ pub fn write_rejects<'a>(
         buf.push(b'\n');
     }
     out.write_all(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `split_fields` (on text serde_json accepted) does what `ObjectVisitor` does: the same
+    /// slots and the same reasons, in the same order.
+    #[test]
+    fn split_fields_agrees_with_the_serde_json_visitor() {
+        let schema = RecordSchema::from_toml(
+            "name = \"t\"\nkey = [\"a\"]\n[columns.a]\ntype = \"string\"\n\
+             [columns.b]\ntype = \"int64\"\nnullable = true\n\
+             [columns.c]\ntype = \"decimal\"\nnullable = true\n",
+        )
+        .expect("schema");
+        let texts = [
+            r#"{"a": "x", "b": 1, "c": 2.5}"#,
+            r#"{"c":2.5,"b":1,"a":"x"}"#,
+            r#" { "a" : "x\"}" , "z" : {"a": [1, "]"]}, "b": [ ], "a": 3, "c": null } "#,
+            r#"{"a\u0062": 1, "\u0061": "y", "b": -1e3, "q": true, "c": "7"}"#,
+            r#"{}"#,
+            "{\"a\":\t\"\\\\\",\r\n\"b\":false}",
+        ];
+        for text in texts {
+            serde_json::from_str::<IgnoredAny>(text).expect("well-formed");
+            let n = schema.columns().len();
+            let (mut fast_slots, mut fast_reasons) = (vec![None; n], Vec::new());
+            assert!(split_fields(
+                &schema,
+                &mut fast_slots,
+                &mut fast_reasons,
+                text
+            ));
+            let (mut slots, mut reasons) = (vec![None; n], Vec::new());
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.deserialize_map(ObjectVisitor {
+                schema: &schema,
+                slots: &mut slots,
+                reasons: &mut reasons,
+            })
+            .expect("parses");
+            assert_eq!(fast_slots, slots, "{text}");
+            assert_eq!(fast_reasons, reasons, "{text}");
+        }
+        // A key whose escape is not a string (a lone surrogate) is left to serde_json.
+        let text = r#"{"\ud800": 1}"#;
+        let mut slots = vec![None; 3];
+        assert!(!split_fields(&schema, &mut slots, &mut Vec::new(), text));
+    }
 }

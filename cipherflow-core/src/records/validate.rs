@@ -1,6 +1,7 @@
 //! One field against its column: the type (from a JSON value's raw text, or a CSV field's
 //! text), then the column's rules. Every failing rule is reported, not just the first.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::error::{Reason, shown};
@@ -20,7 +21,7 @@ fn json_kind(raw: &str) -> &'static str {
 }
 
 /// The content of a raw JSON string (with quotes), unescaped only when it has escapes.
-fn json_string(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+fn json_string(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
     }
@@ -42,52 +43,32 @@ pub(crate) fn json_field(column: &Column, raw: &str, errors: &mut Vec<Reason>) -
     if raw == "null" {
         return null(column, errors);
     }
-    let value = match column.ty() {
+    match column.ty() {
         ColumnType::String => match json_string(raw) {
-            Some(s) => Value::String(s.into_owned()),
-            None => return wrong(errors),
+            Some(s) => string(column, s, errors),
+            None => wrong(errors),
         },
         ColumnType::Int64 => {
             if json_kind(raw) != "a number" {
                 return wrong(errors);
             }
-            match parse_i64(raw) {
-                Some(v) => Value::Int64(v),
-                None => {
-                    errors.push(Reason::BadInt(shown(raw)));
-                    return None;
-                }
-            }
+            int64(column, raw, errors)
         }
-        ColumnType::Decimal => {
-            let text = match json_kind(raw) {
-                "a number" => std::borrow::Cow::Borrowed(raw),
-                "a string" => json_string(raw).expect("a string"),
-                _ => return wrong(errors),
-            };
-            if DecimalRef::parse(&text).is_none() {
-                errors.push(Reason::BadDecimal(shown(raw)));
-                return None;
-            }
-            Value::Decimal(text.into())
-        }
+        ColumnType::Decimal => match json_kind(raw) {
+            "a number" => decimal(column, raw.into(), raw, errors),
+            "a string" => decimal(column, json_string(raw).expect("a string"), raw, errors),
+            _ => wrong(errors),
+        },
         ColumnType::Timestamp => match json_string(raw) {
-            Some(s) => match Rfc3339::parse(&s) {
-                Some(t) => Value::Timestamp(t),
-                None => {
-                    errors.push(Reason::BadTimestamp(shown(&s)));
-                    return None;
-                }
-            },
-            None => return wrong(errors),
+            Some(s) => timestamp(column, &s, errors),
+            None => wrong(errors),
         },
         ColumnType::Bool => match raw {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => return wrong(errors),
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => wrong(errors),
         },
-    };
-    check_rules(column, value, errors)
+    }
 }
 
 /// Validates a CSV field. The empty field is null.
@@ -99,41 +80,22 @@ pub(crate) fn text_field(column: &Column, bytes: &[u8], errors: &mut Vec<Reason>
         errors.push(Reason::InvalidUtf8);
         return None;
     };
-    let value = match column.ty() {
-        ColumnType::String => Value::String(text.to_owned()),
-        ColumnType::Int64 => match parse_i64(text) {
-            Some(v) => Value::Int64(v),
-            None => {
-                errors.push(Reason::BadInt(shown(text)));
-                return None;
-            }
-        },
-        ColumnType::Decimal => match DecimalRef::parse(text) {
-            Some(_) => Value::Decimal(text.into()),
-            None => {
-                errors.push(Reason::BadDecimal(shown(text)));
-                return None;
-            }
-        },
-        ColumnType::Timestamp => match Rfc3339::parse(text) {
-            Some(t) => Value::Timestamp(t),
-            None => {
-                errors.push(Reason::BadTimestamp(shown(text)));
-                return None;
-            }
-        },
+    match column.ty() {
+        ColumnType::String => string(column, text.into(), errors),
+        ColumnType::Int64 => int64(column, text, errors),
+        ColumnType::Decimal => decimal(column, text.into(), text, errors),
+        ColumnType::Timestamp => timestamp(column, text, errors),
         ColumnType::Bool => {
             if text.eq_ignore_ascii_case("true") {
-                Value::Bool(true)
+                Some(Value::Bool(true))
             } else if text.eq_ignore_ascii_case("false") {
-                Value::Bool(false)
+                Some(Value::Bool(false))
             } else {
                 errors.push(Reason::BadBool(shown(text)));
-                return None;
+                None
             }
         }
-    };
-    check_rules(column, value, errors)
+    }
 }
 
 /// A null (or absent) field.
@@ -155,88 +117,116 @@ fn parse_i64(text: &str) -> Option<i64> {
     text.strip_prefix('+').unwrap_or(text).parse().ok()
 }
 
-fn check_rules(column: &Column, value: Value, errors: &mut Vec<Reason>) -> Option<Value> {
+// The checks below work on the borrowed text and own it only once every rule has passed:
+// a valid field is copied once, a bad one never.
+
+/// A string field: max_length, pattern and allowed values.
+fn string(column: &Column, s: Cow<'_, str>, errors: &mut Vec<Reason>) -> Option<Value> {
     let before = errors.len();
-    match &value {
-        Value::String(s) => {
-            if let Some(max_length) = column.max_length
-                && s.len() > max_length
-            {
-                let length = s.chars().count();
-                if length > max_length {
-                    errors.push(Reason::TooLong { length, max_length });
-                }
-            }
-            if let Some(re) = &column.pattern
-                && !re.is_match(s)
-            {
-                errors.push(Reason::Pattern {
-                    value: shown(s),
-                    pattern: re.as_str().to_owned(),
-                });
-            }
-            if let Some(Allowed::Strings(allowed)) = &column.values
-                && !allowed.iter().any(|a| a == s)
-            {
-                errors.push(Reason::NotAllowed {
-                    value: format!("{:?}", shown(s)),
-                    allowed: allowed
-                        .iter()
-                        .map(|a| format!("{a:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
+    if let Some(max_length) = column.max_length
+        && s.len() > max_length
+    {
+        let length = s.chars().count();
+        if length > max_length {
+            errors.push(Reason::TooLong { length, max_length });
         }
-        Value::Int64(v) => {
-            if let Some(Allowed::Ints(allowed)) = &column.values
-                && !allowed.contains(v)
-            {
-                errors.push(Reason::NotAllowed {
-                    value: v.to_string(),
-                    allowed: allowed
-                        .iter()
-                        .map(i64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-            bounds(
-                column,
-                || v.to_string(),
-                |b| match b {
-                    Bound::Int(b) => v.cmp(b),
-                    _ => unreachable!("int64 columns have integer bounds"),
-                },
-                errors,
-            );
-        }
-        Value::Decimal(d) => {
-            let d = DecimalRef::parse(d).expect("validated");
-            bounds(
-                column,
-                || value.cell_text().into_owned(),
-                |b| match b {
-                    Bound::Decimal(b) => d.cmp(&DecimalRef::parse(b).expect("checked at load")),
-                    _ => unreachable!("decimal columns have decimal bounds"),
-                },
-                errors,
-            );
-        }
-        Value::Timestamp(t) => {
-            bounds(
-                column,
-                || t.text().to_owned(),
-                |b| match b {
-                    Bound::Timestamp(b) => t.unix_nanos().cmp(&b.unix_nanos()),
-                    _ => unreachable!("timestamp columns have timestamp bounds"),
-                },
-                errors,
-            );
-        }
-        Value::Null | Value::Bool(_) => {}
     }
-    (errors.len() == before).then_some(value)
+    if let Some(re) = &column.pattern
+        && !re.is_match(&s)
+    {
+        errors.push(Reason::Pattern {
+            value: shown(&s),
+            pattern: re.as_str().to_owned(),
+        });
+    }
+    if let Some(Allowed::Strings(allowed)) = &column.values
+        && !allowed.iter().any(|a| *a == *s)
+    {
+        errors.push(Reason::NotAllowed {
+            value: format!("{:?}", shown(&s)),
+            allowed: allowed
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    (errors.len() == before).then(|| Value::String(s.as_ref().into()))
+}
+
+/// An int64 field (`text` is a JSON number or a CSV field): allowed values, min and max.
+fn int64(column: &Column, text: &str, errors: &mut Vec<Reason>) -> Option<Value> {
+    let Some(v) = parse_i64(text) else {
+        errors.push(Reason::BadInt(shown(text)));
+        return None;
+    };
+    let before = errors.len();
+    if let Some(Allowed::Ints(allowed)) = &column.values
+        && !allowed.contains(&v)
+    {
+        errors.push(Reason::NotAllowed {
+            value: v.to_string(),
+            allowed: allowed
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    bounds(
+        column,
+        || v.to_string(),
+        |b| match b {
+            Bound::Int(b) => v.cmp(b),
+            _ => unreachable!("int64 columns have integer bounds"),
+        },
+        errors,
+    );
+    (errors.len() == before).then_some(Value::Int64(v))
+}
+
+/// A decimal field: `text` is the number's text (a JSON string's content, unescaped), `raw`
+/// the field as written (for the message when it is not a decimal).
+fn decimal(
+    column: &Column,
+    text: Cow<'_, str>,
+    raw: &str,
+    errors: &mut Vec<Reason>,
+) -> Option<Value> {
+    let Some(d) = DecimalRef::parse(&text) else {
+        errors.push(Reason::BadDecimal(shown(raw)));
+        return None;
+    };
+    let before = errors.len();
+    bounds(
+        column,
+        || text.to_string(),
+        |b| match b {
+            Bound::Decimal(b) => d.cmp(&DecimalRef::parse(b).expect("checked at load")),
+            _ => unreachable!("decimal columns have decimal bounds"),
+        },
+        errors,
+    );
+    (errors.len() == before).then(|| Value::Decimal(text.as_ref().into()))
+}
+
+/// A timestamp field: RFC 3339, min and max.
+fn timestamp(column: &Column, text: &str, errors: &mut Vec<Reason>) -> Option<Value> {
+    let Some(t) = Rfc3339::parse(text) else {
+        errors.push(Reason::BadTimestamp(shown(text)));
+        return None;
+    };
+    let before = errors.len();
+    bounds(
+        column,
+        || t.text().to_owned(),
+        |b| match b {
+            Bound::Timestamp(b) => t.unix_nanos().cmp(&b.unix_nanos()),
+            _ => unreachable!("timestamp columns have timestamp bounds"),
+        },
+        errors,
+    );
+    (errors.len() == before).then_some(Value::Timestamp(t))
 }
 
 /// Checks min and max; `cmp(bound)` orders the value against a bound.

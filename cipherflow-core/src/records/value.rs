@@ -5,6 +5,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use compact_str::CompactString;
+
 use crate::cdc::{self, KeyValue};
 
 /// One validated field of a record.
@@ -12,12 +14,12 @@ use crate::cdc::{self, KeyValue};
 pub enum Value {
     /// Absent or null (only in nullable columns).
     Null,
-    /// Text.
-    String(String),
+    /// Text (held inline up to 24 bytes: most ids and names cost no allocation).
+    String(CompactString),
     /// A 64-bit integer.
     Int64(i64),
     /// An exact decimal, as the text that arrived (`1000.50` stays `1000.50`).
-    Decimal(Box<str>),
+    Decimal(CompactString),
     /// An RFC 3339 timestamp.
     Timestamp(Rfc3339),
     /// A boolean.
@@ -54,11 +56,13 @@ impl Value {
 }
 
 /// An RFC 3339 timestamp with its offset: the original text, and the instant it names
-/// (nanoseconds since 1970-01-01T00:00:00Z), by which it orders.
+/// (seconds since 1970-01-01T00:00:00Z and nanoseconds), by which it orders.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rfc3339 {
-    text: Box<str>,
-    unix_nanos: i128,
+    /// Inline up to 24 bytes, as `2026-02-01T10:00:00.123Z` is.
+    text: CompactString,
+    seconds: i64,
+    nanos: u32,
 }
 
 impl Rfc3339 {
@@ -124,7 +128,8 @@ impl Rfc3339 {
         }
         Some(Rfc3339 {
             text: text.into(),
-            unix_nanos: i128::from(seconds) * 1_000_000_000 + i128::from(nanos),
+            seconds,
+            nanos,
         })
     }
 
@@ -135,14 +140,13 @@ impl Rfc3339 {
 
     /// Nanoseconds since 1970-01-01T00:00:00Z.
     pub fn unix_nanos(&self) -> i128 {
-        self.unix_nanos
+        i128::from(self.seconds) * 1_000_000_000 + i128::from(self.nanos)
     }
 
     /// The instant in UTC as `yyyy-MM-ddTHH:mm:ss[.fffffffff]` without a zone designator (the
     /// form the merge engine's [`cdc::Timestamp`] reads; trailing fraction zeros trimmed).
     pub fn utc_text(&self) -> String {
-        let secs = self.unix_nanos.div_euclid(1_000_000_000) as i64;
-        let nanos = self.unix_nanos.rem_euclid(1_000_000_000) as u32;
+        let (secs, nanos) = (self.seconds, self.nanos);
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         let s = secs.rem_euclid(86_400);
         let mut out = format!(
@@ -169,8 +173,8 @@ impl PartialOrd for Rfc3339 {
 impl Ord for Rfc3339 {
     /// By instant; the same instant written differently orders by its text.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.unix_nanos
-            .cmp(&other.unix_nanos)
+        (self.seconds, self.nanos)
+            .cmp(&(other.seconds, other.nanos))
             .then_with(|| self.text.cmp(&other.text))
     }
 }
@@ -243,10 +247,20 @@ impl<'a> DecimalRef<'a> {
             Some(b'+') => (false, &text[1..]),
             _ => (false, text),
         };
-        let (int, frac) = rest.split_once('.').unwrap_or((rest, ""));
-        if int.is_empty() && frac.is_empty()
-            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        {
+        // One pass: digits, and at most one point.
+        let mut point = None;
+        for (i, b) in rest.bytes().enumerate() {
+            if b == b'.' && point.is_none() {
+                point = Some(i);
+            } else if !b.is_ascii_digit() {
+                return None;
+            }
+        }
+        let (int, frac) = match point {
+            Some(p) => (&rest[..p], &rest[p + 1..]),
+            None => (rest, ""),
+        };
+        if int.is_empty() && frac.is_empty() {
             return None;
         }
         let int = int.trim_start_matches('0');
