@@ -148,8 +148,11 @@ fn local_pipeline(dir: &std::path::Path, schema: &Arc<RecordSchema>, keys: &Keys
 }
 
 fn ingest(c: &mut Criterion) {
-    let smoke = std::env::args().any(|a| a == "--test");
-    let (files, per_file) = if smoke { (2, 500) } else { (10, 10_000) };
+    let (files, per_file) = if cipherflow_benches::smoke_run() {
+        (2, 500)
+    } else {
+        (10, 10_000)
+    };
     let schema = Arc::new(RecordSchema::from_toml(SCHEMA).expect("schema"));
     let inputs: Vec<(String, Vec<u8>)> = (0..files)
         .map(|f| {
