@@ -36,21 +36,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 const N: usize = 100_000;
 
-const SCHEMA: &str = r#"
-name = "ProcessedRecords"
-key = ["device_id", "timestamp"]
-version = "timestamp"
-[columns.device_id]
-type = "string"
-pattern = "^device-[0-9]{3}$"
-[columns.timestamp]
-type = "timestamp"
-[columns.value]
-type = "decimal"
-min = 0
-max = 1000
-nullable = true
-"#;
+/// The issue's seed-001 schema, the fixture the tests use.
+const SCHEMA: &str = include_str!("../../cipherflow-core/tests/data/records/readings.toml");
 
 /// Record `i`: 1,000 devices, one reading per device per second.
 fn fields(i: usize) -> (String, String, String) {

@@ -9,20 +9,10 @@ use std::sync::OnceLock;
 use cipherflow_core::records::{Format, ReadOptions, RecordSchema, read_records};
 use libfuzzer_sys::fuzz_target;
 
-const SCHEMA: &str = r#"
-name = "Fuzz"
-key = ["device_id", "timestamp"]
-version = "timestamp"
-[columns.device_id]
-type = "string"
-pattern = "^device-[0-9]{3}$"
-[columns.timestamp]
-type = "timestamp"
-[columns.value]
-type = "decimal"
-min = 0
-max = 1000
-nullable = true
+/// The seed-001 fixture, plus a column of every other type and rule.
+const SCHEMA: &str = concat!(
+    include_str!("../../cipherflow-core/tests/data/records/readings.toml"),
+    r#"
 [columns.count]
 type = "int64"
 nullable = true
@@ -34,7 +24,8 @@ type = "string"
 values = ["on", "off"]
 max_length = 3
 nullable = true
-"#;
+"#
+);
 
 fn schema() -> &'static RecordSchema {
     static SCHEMA_ONCE: OnceLock<RecordSchema> = OnceLock::new();
