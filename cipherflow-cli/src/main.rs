@@ -611,13 +611,21 @@ impl Write for Output {
         }
     }
 
-    /// Vectored: a `BufWriter` passes a large vectored write (`cipherflow merge` writes
-    /// runs of the base this way) straight to the file, without copying it.
+    /// Vectored writes (`cipherflow merge` writes runs of the base this way) go straight to
+    /// a file, after what is buffered, without being copied: a `BufWriter` would copy every
+    /// slice smaller than its buffer (and all of them for a `NamedTempFile`, which does not
+    /// report vectored writes).
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write_vectored(bufs),
-            Output::Device(w, _) => w.write_vectored(bufs),
-            Output::File { writer, .. } => writer.write_vectored(bufs),
+            Output::Device(w, _) => {
+                w.flush()?;
+                w.get_mut().write_vectored(bufs)
+            }
+            Output::File { writer, .. } => {
+                writer.flush()?;
+                writer.get_mut().as_file_mut().write_vectored(bufs)
+            }
             Output::S3 { bytes, .. } => bytes.write_vectored(bufs),
         }
     }

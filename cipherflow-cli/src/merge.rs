@@ -3,21 +3,21 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::mpsc::sync_channel;
 
 use cipherflow_core::Error as CoreError;
 use cipherflow_core::cdc::{
-    CdcError, ChangeBatch, DmsOptions, Position, Reject, TableSchema, read_csv_header, read_dms,
+    CdcError, DmsOptions, PackedBatch, Position, Reject, TableSchema, read_csv_header,
+    read_dms_packed,
 };
-use cipherflow_core::merge::{MergeState, merge_sorted, write_rejects};
+use cipherflow_core::merge::{PackedBatches, merge_sorted, write_rejects};
 use serde::Serialize;
 
 use crate::cli::MergeArgs;
 use crate::error::{Context, Error};
 use crate::{Output, print_json};
 
-/// How many threads parse change files: one per core of a small machine. Each may hold a
-/// parsed batch, so more would cost memory for little gain.
+/// How many threads parse change files: one per core of a small machine.
 const PARSERS: usize = 2;
 
 #[derive(Serialize)]
@@ -44,68 +44,56 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let schema = read_schema(&base_path, &args)?;
     let options = dms_options(&args);
 
-    // Read and validate every change file before writing anything, and fold them into the
-    // state in the order given.
-    let mut state = MergeState::new(schema);
+    // Read and validate every change file before writing anything. The batches are kept
+    // packed, as read, and each key is resolved only as the merge reaches it.
+    let mut batches = PackedBatches::new(schema);
     let mut rejects = Vec::new();
     let mut changes = 0;
     let files = &args.changes;
-    let parse = |path: &PathBuf, schema: &TableSchema| -> Result<ChangeBatch, Error> {
+    let parse = |path: &PathBuf, schema: &TableSchema| -> Result<PackedBatch, Error> {
         let label = path.display().to_string();
-        File::open(path)
+        let mut batch = File::open(path)
             .context(|| format!("reading {label}"))
             .and_then(|file| {
-                read_dms(&label, file, schema, &options)
+                read_dms_packed(&label, file, schema, &options)
                     .map_err(CoreError::from)
                     .context(|| "merge refused")
-            })
+            })?;
+        batch.sort_by_key();
+        Ok(batch)
     };
-    let table = state.schema().clone();
+    let table = batches.schema().clone();
     std::thread::scope(|scope| -> Result<(), Error> {
-        // PARSERS threads parse the files (thread w takes files w, w + PARSERS, ...) and sort
-        // each batch by key, while this one folds them into the state in the files' order.
-        // Each batch goes back to its thread once applied and is freed there, where it was
-        // allocated (far cheaper than freeing it here), before that thread parses its next
-        // file: memory stays that of the state and PARSERS + 1 batches.
-        let mut parsed = Vec::new();
-        let mut spent = Vec::new();
-        for w in 0..PARSERS {
-            let (batches, rx) = sync_channel(0);
-            let (spent_tx, spent_rx) = channel::<ChangeBatch>();
-            parsed.push(rx);
-            spent.push(spent_tx);
-            let (table, parse) = (&table, &parse);
-            scope.spawn(move || {
-                for (n, path) in files.iter().skip(w).step_by(PARSERS).enumerate() {
-                    if n > 0 && spent_rx.recv().is_err() {
-                        break;
+        // PARSERS threads parse and sort the files (thread w takes files w, w + PARSERS, ...),
+        // one ahead of this thread, which takes them in the files' order.
+        let parsed: Vec<_> = (0..PARSERS)
+            .map(|w| {
+                let (tx, rx) = sync_channel(0);
+                let (table, parse) = (&table, &parse);
+                scope.spawn(move || {
+                    for path in files.iter().skip(w).step_by(PARSERS) {
+                        let batch = parse(path, table);
+                        let failed = batch.is_err();
+                        if tx.send(batch).is_err() || failed {
+                            break;
+                        }
                     }
-                    let batch = parse(path, table).map(|mut batch| {
-                        batch.changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-                        batch
-                    });
-                    let failed = batch.is_err();
-                    if batches.send(batch).is_err() || failed {
-                        break;
-                    }
-                }
-                // The last batch, once applied (or nothing, after an error).
-                drop(spent_rx.recv());
-            });
-        }
+                });
+                rx
+            })
+            .collect();
         for (i, path) in files.iter().enumerate() {
             let batch = parsed[i % PARSERS].recv();
-            // A file that added columns widens the table for the files after it (as
-            // `MergeState::apply` widens the state): those were parsed with the old columns,
-            // so they are parsed again here, with the state's (rare: a schema change).
+            // A file that added columns widens the table for the files after it: those were
+            // parsed with the old columns, so they are parsed again here, with the new ones
+            // (rare: a schema change).
             let mut batch = match batch {
-                Ok(batch) if *state.schema() == table => batch?,
-                _ => parse(path, state.schema())?,
+                Ok(batch) if *batches.schema() == table => batch?,
+                _ => parse(path, batches.schema())?,
             };
-            changes += batch.changes.len() as u64;
+            changes += batch.changes().len() as u64;
             rejects.append(&mut batch.rejects);
-            state.apply(&batch);
-            let _ = spent[i % PARSERS].send(batch);
+            batches.push(batch);
         }
         Ok(())
     })?;
@@ -117,7 +105,7 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     let out_label = out.label();
     // `merge_sorted` writes from this thread (and merges on another): only the output can
     // fail with an I/O error (a bad base is a `CdcError`).
-    let stats = match merge_sorted(&state, &base_label, base, &mut out) {
+    let stats = match merge_sorted(&batches, &base_label, base, &mut out) {
         Err(CoreError::Io(e)) => Err(e).context(|| format!("writing {out_label}")),
         merged => merged.context(|| "merge refused"),
     }?;
@@ -125,8 +113,8 @@ pub fn merge(args: MergeArgs) -> Result<(), Error> {
     if let Some(out) = reject_out.take() {
         out.commit()?;
     }
-    // The process ends here: freeing every row of the state one by one would only cost time.
-    std::mem::forget(state);
+    // The process ends here: freeing the batches one change at a time would only cost time.
+    std::mem::forget(batches);
     print_json(&MergeJson {
         rows: stats.rows,
         copied: stats.copied,

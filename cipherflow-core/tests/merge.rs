@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use cipherflow_core::Error;
 use cipherflow_core::cdc::{
     CdcError, CdcErrorKind, ChangeBatch, DmsOptions, KeySpec, TableSchema, read_dms,
+    read_dms_packed,
 };
-use cipherflow_core::merge::{MergeState, merge_sorted, write_rejects};
+use cipherflow_core::merge::{MergeState, PackedBatches, merge_sorted, write_rejects};
 use proptest::prelude::*;
 use sha2::Digest;
 
@@ -661,6 +662,24 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     }
     let mut out = Vec::new();
     merge_sorted(&state, "base.csv", &base_csv[..], &mut out)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&expected)
+    );
+
+    // The one-off form: the same batches kept packed (as `cipherflow merge` reads them),
+    // each key resolved as the merge reaches it.
+    let mut packed = PackedBatches::new(schema.clone());
+    for &b in &case.schedule {
+        let (name, bytes) = &files[b];
+        let mut batch = read_dms_packed(name, &bytes[..], packed.schema(), &options)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        batch.sort_by_key();
+        packed.push(batch);
+    }
+    let mut out = Vec::new();
+    merge_sorted(&packed, "base.csv", &base_csv[..], &mut out)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(
         String::from_utf8_lossy(&out),

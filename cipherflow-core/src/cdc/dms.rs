@@ -158,7 +158,68 @@ pub fn read_dms(
     schema: &TableSchema,
     options: &DmsOptions,
 ) -> Result<ChangeBatch, CdcError> {
-    let ((changes, rejects, added_columns), sha256) = read_object(object, input, |decoded| {
+    let read = read_dms_into::<Vec<Change>>(object, input, schema, options)?;
+    Ok(ChangeBatch {
+        object: object.into(),
+        sha256: read.sha256,
+        changes: read.changes,
+        rejects: read.rejects,
+        added_columns: read.added_columns,
+    })
+}
+
+/// Where a reader keeps the changes it validates: as [`Change`]s, each owning its cells, or
+/// packed into one buffer ([`super::PackedChanges`]).
+pub(crate) trait ChangeSink: Default {
+    /// Keeps a validated change; `cells` gives each column's value (`None`: keep the old one).
+    /// A delete's cells are not used.
+    fn keep<'r>(&mut self, head: ChangeHead, cells: impl Iterator<Item = Option<&'r [u8]>>);
+}
+
+impl ChangeSink for Vec<Change> {
+    fn keep<'r>(&mut self, head: ChangeHead, cells: impl Iterator<Item = Option<&'r [u8]>>) {
+        let cells = if head.op == Op::Delete {
+            Vec::new()
+        } else {
+            cells
+                .map(|cell| cell.map_or(Cell::Keep, |bytes| Cell::Value(bytes.into())))
+                .collect()
+        };
+        self.push(Change {
+            op: head.op,
+            key: head.key,
+            order: head.order,
+            cells,
+        });
+    }
+}
+
+/// A change without its cells: what the reader validates before the sink stores the cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangeHead {
+    pub(crate) op: Op,
+    pub(crate) key: Key,
+    pub(crate) order: OrderKey,
+}
+
+/// What [`read_dms_into`] read from one object.
+pub(crate) struct DmsRead<S> {
+    pub(crate) sha256: [u8; 32],
+    pub(crate) changes: S,
+    pub(crate) rejects: Vec<Reject>,
+    pub(crate) added_columns: Vec<String>,
+    /// The cells of each change: the table's columns, then the added ones.
+    pub(crate) width: usize,
+}
+
+/// [`read_dms`], keeping the changes in any [`ChangeSink`].
+pub(crate) fn read_dms_into<S: ChangeSink>(
+    object: &str,
+    input: impl Read,
+    schema: &TableSchema,
+    options: &DmsOptions,
+) -> Result<DmsRead<S>, CdcError> {
+    let (read, sha256) = read_object(object, input, |decoded| {
         let mut rdr = RawReader::new(decoded);
         // The header: from the file, or from the caller.
         let names: Vec<String> = match &options.columns {
@@ -196,38 +257,41 @@ pub fn read_dms(
             .filter(|(r, _)| matches!(r, Role::Added(_)))
             .map(|(_, n)| n.clone())
             .collect();
-        let mut layout = Layout::new(names, &roles, schema.columns().len() + added.len());
+        let width = schema.columns().len() + added.len();
+        let mut layout = Layout::new(names, &roles, width);
         if options.columns.is_some() && options.added_columns {
             layout.allow_short_records(&roles, schema);
         }
         let object_name: Arc<str> = object.into();
-        let mut changes = Vec::new();
+        let sentinel = options.no_sup_value.as_deref();
+        let mut changes = S::default();
         let mut rejects = Vec::new();
-        let mut width = None;
+        let mut fields = None;
         while next_record(&mut rdr, object)? {
             // Short records (header-less, older than an added column): one width per object.
-            let width = *width.get_or_insert(rdr.nfields);
-            let parsed = if rdr.nfields != width && layout.min_fields < layout.names.len() {
+            let fields = *fields.get_or_insert(rdr.nfields);
+            let kept = if rdr.nfields != fields && layout.min_fields < layout.names.len() {
                 Err(CdcError::new(
                     rdr.position(object),
                     CdcErrorKind::ColumnCount {
-                        expected: width,
+                        expected: fields,
                         found: rdr.nfields,
                     },
                 ))
             } else {
-                layout.change(&rdr, &object_name, schema, options.no_sup_value.as_deref())
+                layout.keep(&rdr, &object_name, schema, sentinel, &mut changes)
             };
-            keep_or_reject(parsed, &rdr, options.reject, &mut changes, &mut rejects)?;
+            or_reject(kept, &rdr, options.reject, &mut rejects)?;
         }
-        Ok((changes, rejects, added))
+        Ok((changes, rejects, added, width))
     })?;
-    Ok(ChangeBatch {
-        object: object.into(),
+    let (changes, rejects, added_columns, width) = read;
+    Ok(DmsRead {
         sha256,
         changes,
         rejects,
         added_columns,
+        width,
     })
 }
 
@@ -270,24 +334,25 @@ pub(crate) fn next_record<R: Read>(rdr: &mut RawReader<R>, object: &str) -> Resu
     rdr.next().map_err(|e| read_error(rdr.position(object), &e))
 }
 
-/// Files a record's result: a change, a reject (in reject mode), or the error that refuses
-/// the object.
-pub(crate) fn keep_or_reject<R: Read>(
-    parsed: Result<Change, CdcError>,
+/// Files the result of keeping a record: nothing more to do, a reject (in reject mode), or
+/// the error that refuses the object.
+pub(crate) fn or_reject<R: Read>(
+    kept: Result<(), CdcError>,
     rdr: &RawReader<R>,
     reject: bool,
-    changes: &mut Vec<Change>,
     rejects: &mut Vec<Reject>,
 ) -> Result<(), CdcError> {
-    match parsed {
-        Ok(change) => changes.push(change),
-        Err(error) if reject => rejects.push(Reject {
-            error,
-            fields: (0..rdr.nfields).map(|i| rdr.field(i).to_vec()).collect(),
-        }),
-        Err(error) => return Err(error),
+    match kept {
+        Ok(()) => Ok(()),
+        Err(error) if reject => {
+            rejects.push(Reject {
+                error,
+                fields: (0..rdr.nfields).map(|i| rdr.field(i).to_vec()).collect(),
+            });
+            Ok(())
+        }
+        Err(error) => Err(error),
     }
-    Ok(())
 }
 
 /// Where a record's fields go: the record's column names, and which field holds the Op, the
@@ -344,14 +409,34 @@ impl Layout {
             .map_or(0, |f| f + 1);
     }
 
-    /// The change in the reader's current record (`sentinel`: DMS `CsvNoSupValue`).
-    pub(crate) fn change<R: Read>(
+    /// Validates the reader's current record and keeps its change in `sink` (`sentinel`:
+    /// DMS `CsvNoSupValue`).
+    pub(crate) fn keep<R: Read>(
         &self,
         rdr: &RawReader<R>,
         object_name: &Arc<str>,
         schema: &TableSchema,
         sentinel: Option<&[u8]>,
-    ) -> Result<Change, CdcError> {
+        sink: &mut impl ChangeSink,
+    ) -> Result<(), CdcError> {
+        let head = self.head(rdr, object_name, schema, sentinel)?;
+        let record = |f: usize| rdr.field(f);
+        let cells = self.field_of.iter().map(|f| match f {
+            Some(f) if *f < rdr.nfields && Some(record(*f)) != sentinel => Some(record(*f)),
+            _ => None,
+        });
+        sink.keep(head, cells);
+        Ok(())
+    }
+
+    /// The reader's current record's op, key and ordering key, validated.
+    fn head<R: Read>(
+        &self,
+        rdr: &RawReader<R>,
+        object_name: &Arc<str>,
+        schema: &TableSchema,
+        sentinel: Option<&[u8]>,
+    ) -> Result<ChangeHead, CdcError> {
         let names = &self.names;
         let object: &str = object_name;
         let pos = || rdr.position(object);
@@ -396,20 +481,7 @@ impl Layout {
                 Some(f) => at(f, kind),
                 None => CdcError::new(pos(), kind),
             })?;
-        let cells = if op == Op::Delete {
-            Vec::new()
-        } else {
-            field_of
-                .iter()
-                .map(|f| match f {
-                    Some(f) if *f < rdr.nfields && Some(record(*f)) != sentinel => {
-                        Cell::Value(record(*f).into())
-                    }
-                    _ => Cell::Keep,
-                })
-                .collect()
-        };
-        Ok(Change {
+        Ok(ChangeHead {
             op,
             key,
             order: OrderKey {
@@ -419,7 +491,6 @@ impl Layout {
                 object: object_name.clone(),
                 line: rdr.line,
             },
-            cells,
         })
     }
 }

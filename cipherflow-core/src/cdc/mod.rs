@@ -20,6 +20,7 @@ mod debezium;
 mod dms;
 mod error;
 mod order;
+mod packed;
 pub(crate) mod raw;
 mod schema;
 mod txn;
@@ -30,5 +31,6 @@ pub use dms::{
 };
 pub use error::{CdcError, CdcErrorKind, ColumnRef, Position};
 pub use order::{OrderKey, parse_commit_timestamp, parse_seq};
+pub use packed::{PackedBatch, PackedChange, read_dms_packed};
 pub use schema::{Decimal, Key, KeySpec, KeyType, KeyValue, TableSchema, Timestamp};
 pub use txn::{TxnBatches, TxnOptions, TxnTable, read_dms_txn};

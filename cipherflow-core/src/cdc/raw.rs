@@ -8,17 +8,20 @@ use super::error::Position;
 /// A CSV reader that also hands out each record's raw bytes (RFC 4180, CR/LF/CRLF ends).
 ///
 /// A line that ends in LF within the buffer and has no quote and no CR (most lines) is split
-/// at its commas directly; anything else goes through `csv_core`, which is only ever called at
-/// a record boundary after an LF, where its state is the start of a record.
+/// at its commas directly, where it lies in the input buffer (it is consumed by the next
+/// call); anything else goes through `csv_core`, which is only ever called at a record
+/// boundary after an LF, where its state is the start of a record.
 pub(crate) struct RawReader<R> {
     input: BufReader<R>,
     core: csv_core::Reader,
-    pub(crate) raw: Vec<u8>,
+    /// The record's raw bytes, when `csv_core` parsed it.
+    raw: Vec<u8>,
+    /// When the record is a plain line: its length with its LF, at the start of the input
+    /// buffer (0 otherwise).
+    plain: usize,
     fields: Vec<u8>,
     ends: Vec<usize>,
     pub(crate) nfields: usize,
-    /// Whether the fields are slices of `raw` (fast path) or of `fields` (`csv_core`).
-    fields_in_raw: bool,
     /// Whether the last byte consumed was an LF (or nothing was consumed yet).
     after_lf: bool,
     byte: u64,
@@ -38,7 +41,7 @@ impl<R: Read> RawReader<R> {
             fields: vec![0; 1024],
             ends: vec![0; 64],
             nfields: 0,
-            fields_in_raw: false,
+            plain: 0,
             after_lf: true,
             byte: 0,
             record: 0,
@@ -51,6 +54,7 @@ impl<R: Read> RawReader<R> {
     /// Reads the next record; `false` at the end.
     pub(crate) fn next(&mut self) -> io::Result<bool> {
         use csv_core::ReadRecordResult as R;
+        self.input.consume(std::mem::take(&mut self.plain));
         self.raw.clear();
         self.record_byte = self.byte;
         if self.after_lf && self.next_plain_line()? {
@@ -73,7 +77,6 @@ impl<R: Read> RawReader<R> {
                 R::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
                 R::Record => {
                     self.nfields = nend;
-                    self.fields_in_raw = false;
                     self.record += 1;
                     self.after_lf = self.raw.last() == Some(&b'\n');
                     // The parser skips blank lines before a record, and the LF of a CRLF
@@ -101,31 +104,30 @@ impl<R: Read> RawReader<R> {
     /// The fast path: a whole non-empty line without quotes or CR in the buffer.
     fn next_plain_line(&mut self) -> io::Result<bool> {
         let buf = self.input.fill_buf()?;
-        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        let Some(end) = memchr::memchr(b'\n', buf) else {
             return Ok(false);
         };
         let line = &buf[..end];
-        if line.is_empty() || line.iter().any(|&b| b == b'"' || b == b'\r') {
+        if line.is_empty() {
             return Ok(false);
         }
-        self.raw.extend_from_slice(line);
         let mut n = 0;
-        for (i, &b) in line.iter().enumerate() {
-            if b == b',' {
-                if n == self.ends.len() {
-                    self.ends.resize(n * 2, 0);
-                }
-                self.ends[n] = i;
-                n += 1;
+        for i in memchr::memchr3_iter(b',', b'"', b'\r', line) {
+            if line[i] != b',' {
+                return Ok(false);
             }
+            if n == self.ends.len() {
+                self.ends.resize(n * 2, 0);
+            }
+            self.ends[n] = i;
+            n += 1;
         }
         if n == self.ends.len() {
             self.ends.resize(n * 2, 0);
         }
-        self.ends[n] = line.len();
+        self.ends[n] = end;
         self.nfields = n + 1;
-        self.fields_in_raw = true;
-        self.input.consume(end + 1);
+        self.plain = end + 1;
         self.byte += end as u64 + 1;
         self.record += 1;
         self.line = self.next_line;
@@ -133,10 +135,20 @@ impl<R: Read> RawReader<R> {
         Ok(true)
     }
 
+    /// The current record's bytes, without its line end.
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &[u8] {
+        if self.plain > 0 {
+            &self.input.buffer()[..self.plain - 1]
+        } else {
+            &self.raw
+        }
+    }
+
     pub(crate) fn field(&self, i: usize) -> &[u8] {
-        if self.fields_in_raw {
+        if self.plain > 0 {
             let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
-            &self.raw[start..self.ends[i]]
+            &self.input.buffer()[start..self.ends[i]]
         } else {
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
             &self.fields[start..self.ends[i]]

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use super::dms::{ChangeBatch, Layout, Reject, Role, keep_or_reject, next_record, read_object};
+use super::dms::{Change, ChangeBatch, Layout, Reject, Role, next_record, or_reject, read_object};
 use super::error::{CdcError, CdcErrorKind, Position};
 use super::raw::RawReader;
 use super::schema::TableSchema;
@@ -92,7 +92,7 @@ pub fn read_dms_txn(
     let sentinel = options.no_sup_value.as_deref();
     let (per_table, sha256) = read_object(object, input, |decoded| {
         let mut rdr = RawReader::new(decoded);
-        let mut per_table: Vec<(Vec<_>, Vec<_>)> =
+        let mut per_table: Vec<(Vec<Change>, Vec<_>)> =
             tables.iter().map(|_| (Vec::new(), Vec::new())).collect();
         let mut orphans = Vec::new();
         let mut skipped = 0;
@@ -136,14 +136,12 @@ pub fn read_dms_txn(
             };
             match table {
                 Ok(i) => {
-                    let parsed = layouts[i].change(&rdr, &object_name, tables[i].schema, sentinel);
                     let (changes, rejects) = &mut per_table[i];
-                    keep_or_reject(parsed, &rdr, options.reject, changes, rejects)?;
+                    let kept =
+                        layouts[i].keep(&rdr, &object_name, tables[i].schema, sentinel, changes);
+                    or_reject(kept, &rdr, options.reject, rejects)?;
                 }
-                Err(error) => {
-                    let mut none = Vec::new();
-                    keep_or_reject(Err(error), &rdr, options.reject, &mut none, &mut orphans)?;
-                }
+                Err(error) => or_reject(Err(error), &rdr, options.reject, &mut orphans)?,
             }
         }
         Ok((per_table, orphans, skipped))

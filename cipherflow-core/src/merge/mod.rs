@@ -28,6 +28,7 @@
 //! ```
 
 mod folder;
+mod packed;
 mod run;
 mod sorted;
 
@@ -40,8 +41,9 @@ use std::vec;
 use crate::cdc::{Cell, Change, ChangeBatch, Key, Op, OrderKey, Reject, TableSchema};
 
 pub use folder::{STATE_MANIFEST, StateFolder};
+pub use packed::{KeyChanges, PackedBatches};
 pub use run::{RUN_COLUMNS, decode_run, encode_run, key_text, partition_of};
-pub use sorted::{MergeStats, merge_sorted};
+pub use sorted::{Delta, MergeStats, Resolve, merge_sorted};
 
 /// What is known about one primary key: enough to resolve its row, whatever order the
 /// changes arrived in.
@@ -346,6 +348,28 @@ impl MergeState {
             }
         }
         out.write_all(&buf)
+    }
+}
+
+impl Delta for MergeState {
+    type Row<'a> = &'a RowState;
+
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    fn added_columns(&self) -> usize {
+        self.added
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (&Key, &RowState)> {
+        self.rows.iter()
+    }
+}
+
+impl Resolve for &RowState {
+    fn resolve<'a>(&'a self, base: Option<&[&'a [u8]]>, null: &'a [u8]) -> Option<Vec<&'a [u8]>> {
+        RowState::resolve(self, base, null)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Streaming sort-merge of a base snapshot (sorted by key) with a [`MergeState`]: memory
+//! Streaming sort-merge of a base snapshot (sorted by key) with a [`Delta`]: memory
 //! grows with the batch, never with the table, and unchanged base rows are copied as their
 //! raw bytes, never parsed into values and re-encoded.
 
@@ -7,8 +7,34 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use smallvec::SmallVec;
 
-use super::{MergeState, encode_record};
-use crate::cdc::{CdcError, CdcErrorKind, Key, KeyValue, Position};
+use super::encode_record;
+use crate::cdc::{CdcError, CdcErrorKind, Key, KeyValue, Position, TableSchema};
+
+/// What [`merge_sorted`] applies to a base: the table and, in key order, each changed key's
+/// row. A [`super::MergeState`] (the stateful form) or [`super::PackedBatches`] (a one-off
+/// merge, which resolves each key only when the merge reaches it).
+pub trait Delta: Sync {
+    /// A changed key's row, resolvable against its base row.
+    type Row<'a>: Resolve
+    where
+        Self: 'a;
+
+    /// The table's schema.
+    fn schema(&self) -> &TableSchema;
+
+    /// How many trailing columns were added mid-stream: a base may lack those, and no others.
+    fn added_columns(&self) -> usize;
+
+    /// Every changed key, in key order, with its row.
+    fn rows(&self) -> impl Iterator<Item = (&Key, Self::Row<'_>)>;
+}
+
+/// A changed key's row, resolved against the base.
+pub trait Resolve {
+    /// The row as it stands after its changes, applied on top of `base` (the row's fields
+    /// before any of them, if it existed); `None` if it is deleted.
+    fn resolve<'a>(&'a self, base: Option<&[&'a [u8]]>, null: &'a [u8]) -> Option<Vec<&'a [u8]>>;
+}
 
 /// What a sort-merge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,8 +53,8 @@ pub struct MergeStats {
     pub bytes: u64,
 }
 
-/// Writes `state` applied on top of `base`, a snapshot of the same table sorted by key
-/// (as this function and [`MergeState::write_snapshot`] write them), to `out`.
+/// Writes `delta` applied on top of `base`, a snapshot of the same table sorted by key
+/// (as this function and [`super::MergeState::write_snapshot`] write them), to `out`.
 ///
 /// Base rows no change touches are copied as their raw bytes (line end normalised to LF);
 /// every other row is encoded with [`encode_record`]. The base is checked as it streams: its
@@ -46,18 +72,18 @@ pub struct MergeStats {
 /// quoting, a last line without LF) go through `csv_core`, the parser of the `csv` crate,
 /// exactly as the change-file reader parses them.
 pub fn merge_sorted(
-    state: &MergeState,
+    delta: &impl Delta,
     base_object: &str,
     base: impl Read,
     out: impl Write,
 ) -> Result<MergeStats, crate::Error> {
-    merge_in_blocks(state, base_object, base, out, (BLOCK, RESERVE))
+    merge_in_blocks(delta, base_object, base, out, (BLOCK, RESERVE))
 }
 
 /// [`merge_sorted`] with blocks of `sizes.0` bytes after `sizes.1` reserved ones (small in
 /// tests, so that records straddle blocks and outgrow the reserve).
 fn merge_in_blocks(
-    state: &MergeState,
+    delta: &impl Delta,
     base_object: &str,
     base: impl Read,
     out: impl Write,
@@ -68,7 +94,7 @@ fn merge_in_blocks(
     std::thread::scope(|scope| {
         let merger = scope.spawn(move || {
             let mut src = Blocks::new(filled, chunks_tx, sizes.1);
-            let result = merge_blocks(state, base_object, &mut src);
+            let result = merge_blocks(delta, base_object, &mut src);
             if result.is_ok() {
                 src.finish();
             }
@@ -190,11 +216,11 @@ enum Piece {
 
 /// The merge itself, on the merger thread.
 fn merge_blocks(
-    state: &MergeState,
+    delta: &impl Delta,
     base_object: &str,
     src: &mut Blocks,
 ) -> Result<MergeStats, crate::Error> {
-    let schema = state.schema();
+    let schema = delta.schema();
     let columns = schema.columns();
     let null = schema.null();
     let mut stats = MergeStats::default();
@@ -215,7 +241,7 @@ fn merge_blocks(
     // rows get null there.
     let width = src.nfields(&header);
     let header_ok = width <= columns.len()
-        && width + state.added_columns() >= columns.len()
+        && width + delta.added_columns() >= columns.len()
         && columns
             .iter()
             .take(width)
@@ -247,7 +273,7 @@ fn merge_blocks(
         }
     }
 
-    let mut pending = state.rows().iter().peekable();
+    let mut pending = delta.rows().peekable();
     let mut key = Key(SmallVec::with_capacity(schema.key().len()));
     let mut previous = Key(SmallVec::with_capacity(schema.key().len()));
     let mut first = true;
@@ -880,7 +906,8 @@ impl Blocks {
 mod tests {
     use super::*;
     use crate::cdc::raw::RawReader;
-    use crate::cdc::{DmsOptions, KeySpec, TableSchema, read_dms};
+    use crate::cdc::{DmsOptions, KeySpec, read_dms};
+    use crate::merge::MergeState;
 
     fn state(changes: &[u8]) -> MergeState {
         let schema = TableSchema::new(
@@ -960,7 +987,7 @@ mod tests {
                 rdr.position(base_object),
                 CdcErrorKind::HeaderMismatch {
                     expected: columns.join(","),
-                    found: String::from_utf8_lossy(&rdr.raw).into_owned(),
+                    found: String::from_utf8_lossy(rdr.raw()).into_owned(),
                 },
             )
             .into());
@@ -1011,7 +1038,7 @@ mod tests {
                     }
                 }
                 None => {
-                    buf.extend_from_slice(&rdr.raw);
+                    buf.extend_from_slice(rdr.raw());
                     buf.push(b'\n');
                     stats.copied += 1;
                 }
