@@ -33,11 +33,21 @@ impl PackedBatch {
         &self.changes.heads
     }
 
-    /// Sorts the changes by key (the order of one key's changes is unspecified).
+    /// Sorts the changes by key (the order of one key's changes is unspecified), and lays
+    /// their cells out in that order too, so that a merge reads them front to back rather
+    /// than a cache miss at every change.
     pub fn sort_by_key(&mut self) {
-        self.changes
+        let changes = &mut self.changes;
+        changes
             .heads
             .sort_unstable_by(|a, b| a.head.key.cmp(&b.head.key));
+        let mut cells = Vec::with_capacity(changes.cells.len());
+        for change in &mut changes.heads {
+            let at = cells.len();
+            cells.extend_from_slice(&changes.cells[change.at..change.at + change.len]);
+            change.at = at;
+        }
+        changes.cells = cells;
     }
 
     /// A change's cells, one per column of [`PackedBatch::width`] (`None`: keep the old value;
@@ -66,8 +76,9 @@ impl PackedBatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedChange {
     head: ChangeHead,
-    /// Where its cells start in the batch's buffer.
+    /// Where its cells are in the batch's buffer.
     at: usize,
+    len: usize,
 }
 
 impl PackedChange {
@@ -109,7 +120,8 @@ impl ChangeSink for PackedChanges {
                 }
             }
         }
-        self.heads.push(PackedChange { head, at });
+        let len = self.cells.len() - at;
+        self.heads.push(PackedChange { head, at, len });
     }
 }
 

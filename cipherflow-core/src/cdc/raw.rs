@@ -7,18 +7,23 @@ use super::error::Position;
 
 /// A CSV reader that also hands out each record's raw bytes (RFC 4180, CR/LF/CRLF ends).
 ///
-/// A line that ends in LF within the buffer and has no quote and no CR (most lines) is split
-/// at its commas directly, where it lies in the input buffer (it is consumed by the next
-/// call); anything else goes through `csv_core`, which is only ever called at a record
-/// boundary after an LF, where its state is the start of a record.
+/// A line that ends in LF within the buffer and has no CR (most lines) is split where it lies
+/// in the input buffer (it is consumed by the next call): at its commas, or by
+/// [`split_quoted`] if it holds quotes. Anything else goes through `csv_core`, which is only
+/// ever called at a record boundary after an LF, where its state is the start of a record.
 pub(crate) struct RawReader<R> {
     input: BufReader<R>,
     core: csv_core::Reader,
     /// The record's raw bytes, when `csv_core` parsed it.
     raw: Vec<u8>,
-    /// When the record is a plain line: its length with its LF, at the start of the input
-    /// buffer (0 otherwise).
+    /// When the record is a line split in place: its length with its LF, at the start of the
+    /// input buffer (0 otherwise).
     plain: usize,
+    /// Whether that line held quotes: its fields are then `spans`, else it is split at the
+    /// commas in `ends`.
+    quoted: bool,
+    spans: Vec<Span>,
+    unescaped: Vec<u8>,
     fields: Vec<u8>,
     ends: Vec<usize>,
     pub(crate) nfields: usize,
@@ -42,6 +47,9 @@ impl<R: Read> RawReader<R> {
             ends: vec![0; 64],
             nfields: 0,
             plain: 0,
+            quoted: false,
+            spans: Vec::new(),
+            unescaped: Vec::new(),
             after_lf: true,
             byte: 0,
             record: 0,
@@ -101,7 +109,8 @@ impl<R: Read> RawReader<R> {
         }
     }
 
-    /// The fast path: a whole non-empty line without quotes or CR in the buffer.
+    /// The fast path: a whole non-empty line without CR in the buffer, and with only
+    /// well-formed quoted fields if any.
     fn next_plain_line(&mut self) -> io::Result<bool> {
         let buf = self.input.fill_buf()?;
         let Some(end) = memchr::memchr(b'\n', buf) else {
@@ -112,9 +121,15 @@ impl<R: Read> RawReader<R> {
             return Ok(false);
         }
         let mut n = 0;
+        self.quoted = false;
         for i in memchr::memchr3_iter(b',', b'"', b'\r', line) {
-            if line[i] != b',' {
-                return Ok(false);
+            match line[i] {
+                b',' => {}
+                b'"' => {
+                    self.quoted = true;
+                    break;
+                }
+                _ => return Ok(false),
             }
             if n == self.ends.len() {
                 self.ends.resize(n * 2, 0);
@@ -122,11 +137,20 @@ impl<R: Read> RawReader<R> {
             self.ends[n] = i;
             n += 1;
         }
-        if n == self.ends.len() {
-            self.ends.resize(n * 2, 0);
+        if self.quoted {
+            if memchr::memchr(b'\r', line).is_some()
+                || !split_quoted(line, &mut self.unescaped, &mut self.spans)
+            {
+                return Ok(false);
+            }
+            self.nfields = self.spans.len();
+        } else {
+            if n == self.ends.len() {
+                self.ends.resize(n * 2, 0);
+            }
+            self.ends[n] = end;
+            self.nfields = n + 1;
         }
-        self.ends[n] = end;
-        self.nfields = n + 1;
         self.plain = end + 1;
         self.byte += end as u64 + 1;
         self.record += 1;
@@ -146,7 +170,9 @@ impl<R: Read> RawReader<R> {
     }
 
     pub(crate) fn field(&self, i: usize) -> &[u8] {
-        if self.plain > 0 {
+        if self.plain > 0 && self.quoted {
+            self.spans[i].of(&self.input.buffer()[..self.plain - 1], &self.unescaped)
+        } else if self.plain > 0 {
             let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
             &self.input.buffer()[start..self.ends[i]]
         } else {
@@ -162,6 +188,88 @@ impl<R: Read> RawReader<R> {
             record: self.record,
             byte: self.record_byte,
             column: None,
+        }
+    }
+}
+
+/// Where a field of a line with quotes is: a range of the line (inside its quotes, if
+/// quoted), or, for a quoted field with `""` in it, of the buffer it was unescaped into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    unescaped: bool,
+}
+
+impl Span {
+    /// The field's bytes, of `line` or of `unescaped` (as [`split_quoted`] filled them).
+    pub(crate) fn of<'a>(&self, line: &'a [u8], unescaped: &'a [u8]) -> &'a [u8] {
+        let from = if self.unescaped { unescaped } else { line };
+        &from[self.start..self.end]
+    }
+}
+
+/// Splits a line that holds quotes (but no CR) into its unquoted fields, as `csv_core` would,
+/// when every quote belongs to a well-formed quoted field: `"` opening the field, `""`
+/// inside, `"` closing it right before a comma or the line's end. Anything else (a quote
+/// inside an unquoted field, a quoted field running onto the next line) is left to
+/// `csv_core`: `false`. Only fields with `""` in them are copied (into `unescaped`).
+pub(crate) fn split_quoted(line: &[u8], unescaped: &mut Vec<u8>, spans: &mut Vec<Span>) -> bool {
+    unescaped.clear();
+    spans.clear();
+    let in_line = |start, end| Span {
+        start,
+        end,
+        unescaped: false,
+    };
+    let mut i = 0;
+    loop {
+        if line.get(i) == Some(&b'"') {
+            let open = i + 1;
+            let (mut j, mut escaped) = (open, None);
+            loop {
+                let Some(q) = memchr::memchr(b'"', &line[j..]).map(|p| j + p) else {
+                    return false;
+                };
+                if line.get(q + 1) == Some(&b'"') {
+                    // `""`: the field is unescaped into the buffer (`j` moves only here,
+                    // so `line[open..j]` is already there).
+                    escaped.get_or_insert(unescaped.len());
+                    unescaped.extend_from_slice(&line[j..=q]);
+                    j = q + 2;
+                } else {
+                    spans.push(match escaped {
+                        None => in_line(open, q),
+                        Some(start) => {
+                            unescaped.extend_from_slice(&line[j..q]);
+                            Span {
+                                start,
+                                end: unescaped.len(),
+                                unescaped: true,
+                            }
+                        }
+                    });
+                    i = q + 1;
+                    break;
+                }
+            }
+            match line.get(i) {
+                None => return true,
+                Some(b',') => i += 1,
+                Some(_) => return false,
+            }
+        } else {
+            match memchr::memchr2(b',', b'"', &line[i..]) {
+                None => {
+                    spans.push(in_line(i, line.len()));
+                    return true;
+                }
+                Some(p) if line[i + p] == b',' => {
+                    spans.push(in_line(i, i + p));
+                    i += p + 1;
+                }
+                Some(_) => return false,
+            }
         }
     }
 }

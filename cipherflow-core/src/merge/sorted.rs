@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use smallvec::SmallVec;
 
 use super::encode_record;
+use crate::cdc::raw::{Span, split_quoted};
 use crate::cdc::{CdcError, CdcErrorKind, Key, KeyValue, Position, TableSchema};
 
 /// What [`merge_sorted`] applies to a base: the table and, in key order, each changed key's
@@ -417,61 +418,12 @@ fn scan_line(line: &[u8]) -> (usize, bool) {
     (commas, special != 0)
 }
 
-/// Splits a line that holds quotes (but no CR) into its unquoted fields, as `csv_core` would,
-/// when every quote belongs to a well-formed quoted field: `"` opening the field, `""`
-/// inside, `"` closing it right before a comma or the line's end. Anything else (a quote
-/// inside an unquoted field, a quoted field running onto the next line) is left to
-/// `csv_core`: `false`.
-fn split_quoted(line: &[u8], out: &mut Vec<u8>, ends: &mut Vec<usize>) -> bool {
-    out.clear();
-    ends.clear();
-    let mut i = 0;
-    loop {
-        if line.get(i) == Some(&b'"') {
-            let mut j = i + 1;
-            loop {
-                let Some(q) = memchr::memchr(b'"', &line[j..]).map(|p| j + p) else {
-                    return false;
-                };
-                out.extend_from_slice(&line[j..q]);
-                if line.get(q + 1) == Some(&b'"') {
-                    out.push(b'"');
-                    j = q + 2;
-                } else {
-                    i = q + 1;
-                    break;
-                }
-            }
-            ends.push(out.len());
-            match line.get(i) {
-                None => return true,
-                Some(b',') => i += 1,
-                Some(_) => return false,
-            }
-        } else {
-            match memchr::memchr2(b',', b'"', &line[i..]) {
-                None => {
-                    out.extend_from_slice(&line[i..]);
-                    ends.push(out.len());
-                    return true;
-                }
-                Some(p) if line[i + p] == b',' => {
-                    out.extend_from_slice(&line[i..i + p]);
-                    ends.push(out.len());
-                    i += p + 1;
-                }
-                Some(_) => return false,
-            }
-        }
-    }
-}
-
 /// Where a record's fields are.
 enum Fields {
     /// A plain line (no quote, no CR): `buf[start..end]` split at its commas.
     Plain { commas: usize },
     /// A line with well-formed quoted fields, split by [`split_quoted`] into
-    /// `Blocks::quoted` / `Blocks::quoted_ends`.
+    /// `Blocks::spans` (of the line, or of `Blocks::unescaped`).
     Quoted { nfields: usize },
     /// Parsed by `csv_core` into `Blocks::fields` / `Blocks::ends`.
     Parsed { nfields: usize },
@@ -528,8 +480,8 @@ struct Blocks {
     core: csv_core::Reader,
     fields: Vec<u8>,
     ends: Vec<usize>,
-    quoted: Vec<u8>,
-    quoted_ends: Vec<usize>,
+    unescaped: Vec<u8>,
+    spans: Vec<Span>,
     /// The record number, line and byte offset of the current record.
     record: u64,
     line: u64,
@@ -567,8 +519,8 @@ impl Blocks {
             core: csv_core::Reader::new(),
             fields: vec![0; 1024],
             ends: vec![0; 64],
-            quoted: Vec::with_capacity(1024),
-            quoted_ends: Vec::with_capacity(64),
+            unescaped: Vec::with_capacity(1024),
+            spans: Vec::with_capacity(64),
             record: 0,
             line: 0,
             record_byte: 0,
@@ -590,10 +542,10 @@ impl Blocks {
                 } else if !special {
                     Some(Fields::Plain { commas })
                 } else if !line.contains(&b'\r')
-                    && split_quoted(line, &mut self.quoted, &mut self.quoted_ends)
+                    && split_quoted(line, &mut self.unescaped, &mut self.spans)
                 {
                     Some(Fields::Quoted {
-                        nfields: self.quoted_ends.len(),
+                        nfields: self.spans.len(),
                     })
                 } else {
                     None
@@ -835,8 +787,7 @@ impl Blocks {
                 .nth(i)
                 .unwrap_or_default(),
             Fields::Quoted { .. } => {
-                let start = if i == 0 { 0 } else { self.quoted_ends[i - 1] };
-                &self.quoted[start..self.quoted_ends[i]]
+                self.spans[i].of(&self.buf[rec.start..rec.end], &self.unescaped)
             }
             Fields::Parsed { .. } => {
                 let start = if i == 0 { 0 } else { self.ends[i - 1] };
