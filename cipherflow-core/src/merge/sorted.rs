@@ -129,7 +129,7 @@ fn io_loop(
     loop {
         while !eof && let Some(buf) = free.pop() {
             let block = read_block(&mut base, buf, block, reserve);
-            eof = !matches!(block, Filled::Data(_));
+            eof = !matches!(block, Filled::Data(..));
             if filled.send(block).is_err() {
                 eof = true;
             }
@@ -162,7 +162,36 @@ fn read_block(base: &mut impl Read, mut buf: Vec<u8>, block: usize, reserve: usi
         return Filled::End;
     }
     buf.truncate(len);
-    Filled::Data(buf)
+    let lines = index_lines(&buf, reserve);
+    Filled::Data(buf, lines)
+}
+
+/// Where a line of a block ends, and what [`scan_line`] found in it: computed on the I/O
+/// thread as it reads, so that the merger (the busier thread) does not scan the lines itself.
+#[derive(Clone, Copy)]
+struct LineEnd {
+    /// The position of its LF.
+    lf: usize,
+    commas: usize,
+    special: bool,
+}
+
+/// The lines of `block[from..]` that end in it: the first starts at `from` (it may be the
+/// end of a record the block before began), each next one after the LF before it.
+fn index_lines(block: &[u8], from: usize) -> Vec<LineEnd> {
+    let mut start = from;
+    memchr::memchr_iter(b'\n', &block[from..])
+        .map(|p| {
+            let lf = from + p;
+            let (commas, special) = scan_line(&block[start..lf]);
+            start = lf + 1;
+            LineEnd {
+                lf,
+                commas,
+                special,
+            }
+        })
+        .collect()
 }
 
 /// Writes a chunk's pieces in order, with vectored writes.
@@ -193,7 +222,7 @@ fn write_chunk(out: &mut impl Write, chunk: &Chunk) -> io::Result<()> {
 /// A block of the base for the merger: the data after [`RESERVE`] bytes, or the end, or a
 /// read error (after the data before it).
 enum Filled {
-    Data(Vec<u8>),
+    Data(Vec<u8>, Vec<LineEnd>),
     End,
     Error(io::Error),
 }
@@ -470,6 +499,9 @@ struct Blocks {
     buf: Vec<u8>,
     /// Valid bytes are `buf[..len]`.
     len: usize,
+    /// The lines of `buf`, as far as the I/O thread indexed them, and the next one to use.
+    lines: Vec<LineEnd>,
+    next_line_end: usize,
     eof: bool,
     run_start: usize,
     /// The end of the last record handed out.
@@ -512,6 +544,8 @@ impl Blocks {
             encoded: Vec::new(),
             buf: Vec::new(),
             len: 0,
+            lines: Vec::new(),
+            next_line_end: 0,
             eof: false,
             run_start: 0,
             consumed: 0,
@@ -533,10 +567,14 @@ impl Blocks {
     /// `read_error`). Before the block moves, the pending run is written.
     fn next_record(&mut self) -> io::Result<Option<Record>> {
         loop {
+            let indexed = self.indexed_line();
             let rest = &self.buf[self.consumed..self.len];
-            if let Some(nl) = memchr::memchr(b'\n', rest) {
+            if let Some((nl, commas, special)) = indexed.or_else(|| {
+                let nl = memchr::memchr(b'\n', rest)?;
+                let (commas, special) = scan_line(&rest[..nl]);
+                Some((nl, commas, special))
+            }) {
                 let line = &rest[..nl];
-                let (commas, special) = scan_line(line);
                 let fields = if line.is_empty() {
                     None
                 } else if !special {
@@ -581,6 +619,21 @@ impl Blocks {
                 }
             }
         }
+    }
+
+    /// The line at `consumed` as the I/O thread indexed it (its length, commas, and whether
+    /// it holds a quote or CR), if it did: not the first line of a block (it may have begun
+    /// in the block before), nor one after a record `csv_core` parsed past its line.
+    fn indexed_line(&mut self) -> Option<(usize, usize, bool)> {
+        let lines = &self.lines[self.next_line_end..];
+        let skip = lines.iter().take_while(|l| l.lf < self.consumed).count();
+        self.next_line_end += skip;
+        let line = lines.get(skip)?;
+        let starts_here = match self.next_line_end.checked_sub(1) {
+            Some(before) => self.lines[before].lf + 1 == self.consumed,
+            None => false,
+        };
+        starts_here.then(|| (line.lf - self.consumed, line.commas, line.special))
     }
 
     /// Parses the record at `consumed` with `csv_core`: `None` if the block ends first (and
@@ -666,7 +719,11 @@ impl Blocks {
         self.piece_of_base(run_start, consumed);
         self.run_start = consumed;
         let next = match self.filled.recv() {
-            Ok(Filled::Data(next)) => next,
+            Ok(Filled::Data(next, lines)) => {
+                self.lines = lines;
+                self.next_line_end = 0;
+                next
+            }
             Ok(Filled::End) => {
                 self.eof = true;
                 return Ok(true);
@@ -685,7 +742,9 @@ impl Blocks {
             next[start..reserve].copy_from_slice(rest);
             (next, start, None)
         } else {
-            // A record longer than the reserve: one grown block holds it all.
+            // A record longer than the reserve: one grown block holds it all (its lines
+            // are no longer where the index says).
+            self.lines.clear();
             let mut grown = Vec::with_capacity(rest.len() + next.len() - reserve);
             grown.extend_from_slice(rest);
             grown.extend_from_slice(&next[reserve..]);
