@@ -170,15 +170,18 @@ fn read_block(base: &mut impl Read, mut buf: Vec<u8>, block: usize, reserve: usi
 /// thread as it reads, so that the merger (the busier thread) does not scan the lines itself.
 #[derive(Clone, Copy)]
 struct LineEnd {
-    /// The position of its LF.
-    lf: usize,
-    commas: usize,
+    /// The position of its LF (a block read by [`read_block`] is far under 4 GiB).
+    lf: u32,
+    commas: u32,
     special: bool,
 }
 
 /// The lines of `block[from..]` that end in it: the first starts at `from` (it may be the
 /// end of a record the block before began), each next one after the LF before it.
 fn index_lines(block: &[u8], from: usize) -> Vec<LineEnd> {
+    if u32::try_from(block.len()).is_err() {
+        return Vec::new(); // not indexed: the merger scans the lines itself
+    }
     let mut start = from;
     memchr::memchr_iter(b'\n', &block[from..])
         .map(|p| {
@@ -186,8 +189,8 @@ fn index_lines(block: &[u8], from: usize) -> Vec<LineEnd> {
             let (commas, special) = scan_line(&block[start..lf]);
             start = lf + 1;
             LineEnd {
-                lf,
-                commas,
+                lf: lf as u32,
+                commas: commas as u32,
                 special,
             }
         })
@@ -626,14 +629,20 @@ impl Blocks {
     /// in the block before), nor one after a record `csv_core` parsed past its line.
     fn indexed_line(&mut self) -> Option<(usize, usize, bool)> {
         let lines = &self.lines[self.next_line_end..];
-        let skip = lines.iter().take_while(|l| l.lf < self.consumed).count();
+        let skip = lines
+            .iter()
+            .take_while(|l| (l.lf as usize) < self.consumed)
+            .count();
         self.next_line_end += skip;
         let line = lines.get(skip)?;
         let starts_here = match self.next_line_end.checked_sub(1) {
-            Some(before) => self.lines[before].lf + 1 == self.consumed,
+            Some(before) => self.lines[before].lf as usize + 1 == self.consumed,
             None => false,
         };
-        starts_here.then(|| (line.lf - self.consumed, line.commas, line.special))
+        starts_here.then(|| {
+            let len = line.lf as usize - self.consumed;
+            (len, line.commas as usize, line.special)
+        })
     }
 
     /// Parses the record at `consumed` with `csv_core`: `None` if the block ends first (and
