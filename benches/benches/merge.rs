@@ -1,8 +1,8 @@
 //! The stateless merge (`cipherflow merge`'s engine) beside a simple peer, in memory.
 //!
-//! `merge/cipherflow`: read the DMS change files (`read_dms`), fold them into a `MergeState`
-//! and stream-merge the sorted base through `merge_sorted` into a reused buffer: what the
-//! command does, minus the file system. `merge/naive_csv_hashmap`: the obvious in-memory
+//! `merge/cipherflow`: read the DMS change files packed (`read_dms_packed`), sort each by
+//! key, and stream-merge the sorted base with them through `merge_sorted` into a reused
+//! buffer: what the command does, minus the file system and the parsing threads. `merge/naive_csv_hashmap`: the obvious in-memory
 //! program with the `csv` crate: parse every base row into fields, keep each key's change
 //! with the greatest sequence in a `HashMap`, rebuild the table, sort it, encode every row.
 //! The data is `cipherflow_benches::merge_data` (see `README.md`): 200,000 rows and a
@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cipherflow_benches::merge_data::{COLUMNS, Spec, changes, write_base};
-use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema, read_dms};
-use cipherflow_core::merge::{MergeState, encode_record, merge_sorted};
+use cipherflow_core::cdc::{DmsOptions, KeySpec, TableSchema, read_dms_packed};
+use cipherflow_core::merge::{PackedBatches, encode_record, merge_sorted};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const SPEC: Spec = Spec {
@@ -34,14 +34,16 @@ fn cipherflow(base: &[u8], files: &[Vec<u8>], out: &mut Vec<u8>) {
     )
     .expect("schema");
     let options = DmsOptions::default();
-    let mut state = MergeState::new(schema);
+    let mut batches = PackedBatches::new(schema);
     for (i, file) in files.iter().enumerate() {
         let name = format!("changes-{i:02}.csv");
-        let batch = read_dms(&name, &file[..], state.schema(), &options).expect("batch");
-        state.apply(&batch);
+        let mut batch =
+            read_dms_packed(&name, &file[..], batches.schema(), &options).expect("batch");
+        batch.sort_by_key();
+        batches.push(batch);
     }
     out.clear();
-    merge_sorted(&state, "base.csv", base, &mut *out).expect("merge");
+    merge_sorted(&batches, "base.csv", base, &mut *out).expect("merge");
 }
 
 /// The peer: whole table in memory, last change per key by sequence, sort, encode.
