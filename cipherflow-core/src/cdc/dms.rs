@@ -169,7 +169,7 @@ pub fn read_dms(
 }
 
 /// Where a reader keeps the changes it validates: as [`Change`]s, each owning its cells, or
-/// packed into one buffer ([`super::PackedChanges`]).
+/// packed into one buffer (`packed::PackedChanges`).
 pub(crate) trait ChangeSink: Default {
     /// Keeps a validated change; `cells` gives each column's value (`None`: keep the old one).
     /// A delete's cells are not used.
