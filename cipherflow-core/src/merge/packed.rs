@@ -63,11 +63,6 @@ impl PackedBatches {
         self.batches.push(batch);
         true
     }
-
-    /// The batches added so far, in the order they were added.
-    pub fn batches(&self) -> &[PackedBatch] {
-        &self.batches
-    }
 }
 
 impl Delta for PackedBatches {
@@ -151,22 +146,6 @@ impl Resolve for KeyChanges<'_> {
     /// column takes the latest value written to it, unless a delete came after that value.
     fn resolve<'a>(&'a self, base: Option<&[&'a [u8]]>, null: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         let is_delete = |c: &PackedChange| c.op() == Op::Delete;
-        if let [(batch, change)] = self.changes[..] {
-            // One change (the usual case): its cells, the base's where it keeps them.
-            if is_delete(change) {
-                return None;
-            }
-            let mut row: Vec<&[u8]> = match base {
-                Some(base) => base.to_vec(),
-                None => vec![null; self.columns],
-            };
-            for (field, cell) in row.iter_mut().zip(batch.cells(change)) {
-                if let Some(bytes) = cell {
-                    *field = bytes;
-                }
-            }
-            return Some(row);
-        }
         let (_, last) = self
             .changes
             .iter()
